@@ -1,0 +1,126 @@
+// bench-kernels: every candidate of every op, side by side, against the roofline measured in
+// the same run. Markdown on stdout, JSON with --json.
+//
+// Now: CPU dequantize throughput per block type. Later issues add their ops and backends
+// (matmul candidates, attention, CUDA / Vulkan) as more rows of the same report.
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/report.h"
+#include "bench/timing.h"
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "quant/quant.h"
+
+namespace {
+
+using namespace anvil;
+
+const std::vector<DType> kDequantTypes = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,
+                                          DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                                          DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_K};
+
+std::string machine_description(int threads) {
+  std::string cpu = "unknown CPU";
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  return cpu + ", " + std::to_string(threads) + " threads";
+}
+
+void bench_dequantize(bench::Report& report, int64_t rows, int64_t cols, int threads,
+                      const std::vector<DType>& types) {
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> src(size_t(rows * cols));
+  for (auto& v : src) v = nd(rng);
+  std::vector<float> out(src.size());
+
+  for (DType t : types) {
+    const uint64_t rb = *row_bytes(t, uint64_t(cols));
+    std::vector<uint8_t> q(rb * uint64_t(rows));
+    throw_if_error(quant::quantize_rows(t, src.data(), q.data(), cols, rows, threads));
+    const double bytes = double(q.size()) + double(out.size()) * sizeof(float);
+    const std::string shape = std::string(dtype_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
+
+    auto add = [&](const char* cand, int n_threads) {
+      auto tm = bench::time_it([&] {
+        throw_if_error(quant::dequantize_rows(t, q.data(), out.data(), cols, rows, n_threads));
+      });
+      bench::Row r;
+      r.op = "dequantize";
+      r.shape = shape;
+      r.candidate = cand;
+      r.backend = "cpu";
+      r.time_us = tm.median_s * 1e6;
+      r.gbps = bytes / tm.median_s / 1e9;
+      r.roofline_fraction = r.gbps / report.copy_bandwidth_gbps;
+      report.rows.push_back(r);
+      std::fprintf(stderr, "  %-28s %-22s %10.1f us\n", shape.c_str(), cand, r.time_us);
+    };
+    add("reference_1thread", 1);
+    if (threads > 1) add("reference_threads", threads);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench-kernels: time every kernel candidate per op and shape against the measured roofline"};
+  std::string backend = "cpu", json_path, md_path;
+  std::vector<std::string> ops = {"dequantize"};
+  std::vector<std::string> type_names;
+  int64_t rows = 4096, cols = 4096;
+  int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--backend", backend, "Backend to benchmark")->check(CLI::IsMember({"cpu"}));
+  app.add_option("--op", ops, "Ops to run")->check(CLI::IsMember({"dequantize"}));
+  app.add_option("--types", type_names, "Block types (default: all with a reference)");
+  app.add_option("--rows", rows, "Rows of the test matrix")->check(CLI::PositiveNumber);
+  app.add_option("--cols", cols, "Columns (a multiple of 256)")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber);
+  app.add_option("--json", json_path, "Also write the results as JSON to this file");
+  app.add_option("--markdown", md_path, "Also write the markdown table to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  if (cols % 256 != 0) {
+    std::fprintf(stderr, "bench-kernels: --cols must be a multiple of 256 (got %lld)\n", (long long)cols);
+    return 2;
+  }
+  std::vector<DType> types;
+  if (type_names.empty()) types = kDequantTypes;
+  for (const auto& n : type_names) {
+    auto t = dtype_from_name(n);
+    if (!t || !quant::has_reference(*t)) {
+      std::fprintf(stderr, "bench-kernels: unknown or unsupported type '%s'\n", n.c_str());
+      return 2;
+    }
+    types.push_back(*t);
+  }
+
+  bench::Report report;
+  report.title = "bench-kernels (" + backend + ")";
+  report.machine = machine_description(threads);
+  std::fprintf(stderr, "measuring copy bandwidth...\n");
+  // The ceiling is measured on a buffer as large as the kernels' f32 output, so both run from
+  // the same level of the memory hierarchy (DRAM at the default 4096 x 4096).
+  report.copy_bandwidth_gbps = bench::measure_copy_bandwidth(size_t(rows * cols) * sizeof(float)) / 1e9;
+  for (const auto& op : ops)
+    if (op == "dequantize") bench_dequantize(report, rows, cols, threads, types);
+  report.mark_winners();
+
+  const std::string md = report.markdown();
+  std::fputs(md.c_str(), stdout);
+  if (!md_path.empty()) std::ofstream(md_path) << md;
+  if (!json_path.empty()) std::ofstream(json_path) << report.json() << "\n";
+  return 0;
+}

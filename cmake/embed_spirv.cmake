@@ -1,0 +1,22 @@
+# cmake -DIN=x.spv -DOUT=x.spv.h -DNAME=symbol -P embed_spirv.cmake
+# Turns a SPIR-V binary into a C++ header holding it as a uint32_t array.
+file(READ ${IN} hex HEX)
+string(LENGTH "${hex}" n)
+math(EXPR words "${n} / 8")
+set(body "")
+set(i 0)
+while(i LESS n)
+  string(SUBSTRING "${hex}" ${i} 8 w)
+  # little-endian bytes -> uint32
+  string(SUBSTRING "${w}" 0 2 b0)
+  string(SUBSTRING "${w}" 2 2 b1)
+  string(SUBSTRING "${w}" 4 2 b2)
+  string(SUBSTRING "${w}" 6 2 b3)
+  string(APPEND body "0x${b3}${b2}${b1}${b0}u,")
+  math(EXPR i "${i} + 8")
+  math(EXPR col "${i} % 64")
+  if(col EQUAL 0)
+    string(APPEND body "\n")
+  endif()
+endwhile()
+file(WRITE ${OUT} "// generated from ${IN}\n#pragma once\n#include <cstdint>\ninline constexpr uint32_t ${NAME}[] = {\n${body}};\n")
