@@ -1,8 +1,9 @@
 // bench-kernels: every candidate of every op, side by side, against the roofline measured in
 // the same run. Markdown on stdout, JSON with --json.
 //
-// Now: CPU dequantize throughput per block type. Later issues add their ops and backends
-// (matmul candidates, attention, CUDA / Vulkan) as more rows of the same report.
+// Now: CPU dequantize throughput per block type, and the CPU matmul candidates at Qwen3-4B's
+// layer shapes. Later issues add their ops and backends (attention, CUDA / Vulkan) as more rows
+// of the same report.
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "bench/timing.h"
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "cpu/matmul_candidates.h"
 #include "quant/quant.h"
 
 namespace {
@@ -73,6 +75,72 @@ void bench_dequantize(bench::Report& report, int64_t rows, int64_t cols, int thr
   }
 }
 
+// Qwen3-4B's projections (out x in): q (and o's transpose), gate/up, down.
+struct MatmulShape {
+  const char* name;
+  int64_t out, in;
+};
+const MatmulShape kQwen3_4BShapes[] = {{"q", 4096, 2560}, {"gate/up", 9728, 2560}, {"down", 2560, 9728}};
+
+// Every matmul candidate that supports the shape. "GB/s" is weight bytes streamed per second;
+// for n = 1 (a GEMV, bandwidth-bound) the fraction column is that over the copy bandwidth.
+// Decode-sized runs rotate over enough copies of W (>= 96 MB) that each run reads it from DRAM,
+// as a forward pass does.
+void bench_matmul(bench::Report& report, int threads, const std::vector<DType>& types,
+                  const std::vector<int64_t>& token_counts, int64_t reference_max_n) {
+  ThreadPool pool(threads);
+  std::mt19937 rng(99);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (DType t : types) {
+    for (const auto& shape : kQwen3_4BShapes) {
+      std::vector<float> f(size_t(shape.out * shape.in));
+      for (auto& v : f) v = nd(rng);
+      const uint64_t rb = *row_bytes(t, uint64_t(shape.in));
+      const size_t wbytes = rb * uint64_t(shape.out);
+      const int copies = int(std::max<size_t>(1, ((size_t(96) << 20) + wbytes - 1) / wbytes));
+      std::vector<std::vector<uint8_t>> w(static_cast<size_t>(copies), std::vector<uint8_t>(wbytes));
+      throw_if_error(quant::quantize_rows(t, f.data(), w[0].data(), shape.in, shape.out, threads));
+      for (int c = 1; c < copies; ++c) w[size_t(c)] = w[0];
+      for (int64_t n : token_counts) {
+        std::vector<float> x(size_t(n * shape.in)), y(size_t(n * shape.out));
+        for (auto& v : x) v = nd(rng);
+        const Tensor xt = Tensor::contiguous(x.data(), DType::F32, n, shape.in);
+        const std::string label = std::string(dtype_name(t)) + " " + std::to_string(shape.out) + "x" +
+                                  std::to_string(shape.in) + " (" + shape.name + ") n=" + std::to_string(n);
+        const int rotate = n <= 8 ? copies : 1;
+        for (const auto& cand : cpu::matmul_registry().candidates()) {
+          std::vector<Tensor> wt;
+          for (int c = 0; c < rotate; ++c)
+            wt.push_back(Tensor::contiguous(w[size_t(c)].data(), t, shape.out, shape.in));
+          const cpu::MatmulArgs probe{&wt[0], &xt, Tensor::contiguous(y.data(), DType::F32, n, shape.out), &pool};
+          if (!cand.supports(probe)) continue;
+          if (cand.name == "reference" && n > reference_max_n) continue;  // seconds per run
+          int i = 0;
+          auto tm = bench::time_it(
+              [&] {
+                const cpu::MatmulArgs a{&wt[size_t(i++ % rotate)], &xt,
+                                        Tensor::contiguous(y.data(), DType::F32, n, shape.out), &pool};
+                throw_if_error(cand.run(a));
+              },
+              1, 3, 0.1, 200);
+          bench::Row r;
+          r.op = "matmul";
+          r.shape = label;
+          r.candidate = cand.name;
+          r.backend = "cpu";
+          r.time_us = tm.median_s * 1e6;
+          r.gbps = double(wbytes) / tm.median_s / 1e9;
+          r.tflops = 2.0 * double(n) * double(shape.out) * double(shape.in) / tm.median_s / 1e12;
+          r.roofline_fraction = n == 1 ? r.gbps / report.copy_bandwidth_gbps : 0;
+          report.rows.push_back(r);
+          std::fprintf(stderr, "  %-40s %-12s %10.1f us %7.1f GFLOP/s %6.1f GB/s\n", label.c_str(), cand.name.c_str(),
+                       r.time_us, r.tflops * 1e3, r.gbps);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,7 +151,11 @@ int main(int argc, char** argv) {
   int64_t rows = 4096, cols = 4096;
   int threads = int(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--backend", backend, "Backend to benchmark")->check(CLI::IsMember({"cpu"}));
-  app.add_option("--op", ops, "Ops to run")->check(CLI::IsMember({"dequantize"}));
+  std::vector<int64_t> matmul_tokens = {1, 8, 32, 512};
+  int64_t reference_max_n = 8;
+  app.add_option("--op", ops, "Ops to run")->check(CLI::IsMember({"dequantize", "matmul"}));
+  app.add_option("--tokens", matmul_tokens, "matmul: token counts n")->check(CLI::PositiveNumber);
+  app.add_option("--reference-max-n", reference_max_n, "matmul: time the reference candidate up to this n");
   app.add_option("--types", type_names, "Block types (default: all with a reference)");
   app.add_option("--rows", rows, "Rows of the test matrix")->check(CLI::PositiveNumber);
   app.add_option("--cols", cols, "Columns (a multiple of 256)")->check(CLI::PositiveNumber);
@@ -96,7 +168,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench-kernels: --cols must be a multiple of 256 (got %lld)\n", (long long)cols);
     return 2;
   }
-  std::vector<DType> types;
+  std::vector<DType> types, matmul_types = {DType::Q4_K, DType::Q6_K, DType::Q8_0};
   if (type_names.empty()) types = kDequantTypes;
   for (const auto& n : type_names) {
     auto t = dtype_from_name(n);
@@ -106,6 +178,7 @@ int main(int argc, char** argv) {
     }
     types.push_back(*t);
   }
+  if (!type_names.empty()) matmul_types = types;
 
   bench::Report report;
   report.title = "bench-kernels (" + backend + ")";
@@ -116,6 +189,7 @@ int main(int argc, char** argv) {
   report.copy_bandwidth_gbps = bench::measure_copy_bandwidth(size_t(rows * cols) * sizeof(float)) / 1e9;
   for (const auto& op : ops)
     if (op == "dequantize") bench_dequantize(report, rows, cols, threads, types);
+    else if (op == "matmul") bench_matmul(report, threads, matmul_types, matmul_tokens, reference_max_n);
   report.mark_winners();
 
   const std::string md = report.markdown();

@@ -1,0 +1,252 @@
+// CpuBackend: host memory, the step's arrays, and dispatch to the op families (ops_*.cpp) and
+// the matmul candidates (cpu/matmul.h).
+#include "cpu/backend.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/ops_checks.h"
+
+namespace anvil::cpu {
+namespace {
+
+// 64-byte alignment: a cache line, and what AVX-512 loads want.
+constexpr size_t kAlignment = 64;
+
+class HostBuffer final : public DeviceBuffer {
+ public:
+  HostBuffer(void* data, size_t size) : data_(data), size_(size) {}
+  ~HostBuffer() override { std::free(data_); }
+  void* data() override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  void* data_;
+  size_t size_;
+};
+
+Status check_host_copy(const char* op, const Tensor& t, const void* host) {
+  if (!host && t.n_elements() > 0) return make_error(StatusCode::invalid_argument, op, ": null host pointer");
+  if (t.rows < 0 || t.cols < 0 || (!t.data && t.n_elements() > 0))
+    return make_error(StatusCode::invalid_argument, op, ": tensor ", shape_str(t), " is malformed");
+  if (!row_bytes(t.type, uint64_t(t.cols)))
+    return make_error(StatusCode::invalid_argument, op, ": ", t.cols, " columns are not whole ",
+                      dtype_name(t.type), " blocks");
+  return Status::ok();
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+
+  std::string name() const override { return "cpu"; }
+  DeviceKind kind() const override { return DeviceKind::cpu; }
+
+  Expected<std::shared_ptr<DeviceBuffer>> alloc(size_t bytes) override {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+    if (rounded < bytes) return make_error(StatusCode::out_of_memory, "cpu alloc: ", bytes, " bytes overflow");
+    void* p = std::aligned_alloc(kAlignment, rounded);
+    if (!p) return make_error(StatusCode::out_of_memory, "cpu alloc: cannot allocate ", bytes, " bytes");
+    return std::shared_ptr<DeviceBuffer>(std::make_shared<HostBuffer>(p, bytes));
+  }
+
+  Expected<Weight> upload(const std::string& name, DType type, int64_t rows, int64_t cols,
+                          const void* host_bytes) override {
+    if (!dtype_traits(uint32_t(type)))
+      return make_error(StatusCode::invalid_argument, "upload '", name, "': unknown type id ", uint32_t(type));
+    if (rows < 0 || cols <= 0 || !row_bytes(type, uint64_t(cols)))
+      return make_error(StatusCode::invalid_argument, "upload '", name, "': shape [", rows, " x ", cols, " ",
+                        dtype_name(type), "] is not whole rows of blocks");
+    if (!host_bytes) return make_error(StatusCode::invalid_argument, "upload '", name, "': null host bytes");
+    // Zero copy: the weight points into the caller's (mmap'd) bytes, which must outlive it.
+    Weight w;
+    w.name = name;
+    w.t = Tensor::contiguous(const_cast<void*>(host_bytes), type, rows, cols);
+    return w;
+  }
+
+  Status copy_from_host(Tensor dst, const void* src) override {
+    ANVIL_RETURN_IF_ERROR(check_host_copy("copy_from_host", dst, src));
+    const size_t rb = dst.row_size();
+    for (int64_t r = 0; r < dst.rows; ++r) std::memcpy(dst.row<char>(r), static_cast<const char*>(src) + r * rb, rb);
+    return Status::ok();
+  }
+
+  Status copy_to_host(void* dst, const Tensor& src) override {
+    ANVIL_RETURN_IF_ERROR(check_host_copy("copy_to_host", src, dst));
+    const size_t rb = src.row_size();
+    for (int64_t r = 0; r < src.rows; ++r) std::memcpy(static_cast<char*>(dst) + r * rb, src.row<const char>(r), rb);
+    return Status::ok();
+  }
+
+  Status synchronize() override { return Status::ok(); }  // ops run synchronously on the caller
+
+  Expected<DeviceStep> prepare_step(const StepBatch& batch) override { return cpu::prepare_step(batch); }
+
+  Status embed(const Weight& table, const DeviceStep& step, Tensor out) override {
+    return cpu::embed(table, step, out, pool_);
+  }
+  Status rms_norm(const Tensor& x, const Weight* w, float eps, Tensor out) override {
+    return cpu::rms_norm(x, w, eps, out, pool_);
+  }
+  Status matmul(const Weight& w, const Tensor& x, Tensor y, const Weight* bias) override {
+    ANVIL_RETURN_IF_ERROR(check_matmul(w, x, y, bias));
+    return cpu::matmul(w, x, y, bias, pool_);
+  }
+  Status rope(Tensor x, const RopeParams& p, const DeviceStep& step) override {
+    return cpu::rope(x, p, step, pool_);
+  }
+  Status add(const Tensor& a, const Tensor& b, Tensor out) override { return cpu::add(a, b, out, pool_); }
+  Status scale(Tensor x, float s) override { return cpu::scale(x, s, pool_); }
+  Status glu(const Tensor& gate, const Tensor& up, Activation act, Tensor out) override {
+    return cpu::glu(gate, up, act, out, pool_);
+  }
+  Status kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step) override {
+    return cpu::kv_store(kv, k, v, step);
+  }
+  Status attention(const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step,
+                   Tensor out) override {
+    return cpu::attention(q, kv, p, step, out, pool_);
+  }
+  Status gather_logit_rows(const Tensor& x, const DeviceStep& step, Tensor out) override {
+    return cpu::gather_logit_rows(x, step, out);
+  }
+  Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) override {
+    return cpu::copy_page(kv, src_page, dst_page, page_size);
+  }
+
+ private:
+  static Status check_matmul(const Weight& w, const Tensor& x, const Tensor& y, const Weight* bias) {
+    ANVIL_RETURN_IF_ERROR(check_f32("matmul", "x", x));
+    ANVIL_RETURN_IF_ERROR(check_f32("matmul", "y", y));
+    if (!w.valid()) return make_error(StatusCode::invalid_argument, "matmul: weight '", w.name, "' is not bound");
+    if (x.cols != w.t.cols || y.cols != w.t.rows || x.rows != y.rows)
+      return make_error(StatusCode::invalid_argument, "matmul: weight '", w.name, "' ", shape_str(w.t), ", x ",
+                        shape_str(x), ", y ", shape_str(y), ": need x [n x ", w.t.cols, "], y [n x ", w.t.rows, "]");
+    if (bias && (bias->t.type != DType::F32 || bias->t.n_elements() != w.t.rows || !bias->t.is_contiguous() ||
+                 !bias->t.data))
+      return make_error(StatusCode::invalid_argument, "matmul: bias '", bias->name, "' ", shape_str(bias->t),
+                        " must be contiguous F32 with ", w.t.rows, " elements for weight '", w.name, "'");
+    return Status::ok();
+  }
+
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+Expected<DeviceStep> prepare_step(const StepBatch& batch) {
+  const int64_t n_tokens = int64_t(batch.tokens.size());
+  const int64_t n_seqs = int64_t(batch.seqs.size());
+  const int32_t ps = batch.page_size;
+  if (ps <= 0) return make_error(StatusCode::invalid_argument, "prepare_step: page_size ", ps, " must be positive");
+  if (int64_t(batch.positions.size()) != n_tokens || int64_t(batch.token_seq.size()) != n_tokens)
+    return make_error(StatusCode::invalid_argument, "prepare_step: ", n_tokens, " tokens but ",
+                      batch.positions.size(), " positions and ", batch.token_seq.size(), " token_seq entries");
+  size_t max_blocks = 0;
+  int32_t max_context = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const StepSequence& q = batch.seqs[size_t(s)];
+    if (q.n_tokens < 0 || q.n_past < 0 || q.first_token < 0 || int64_t(q.first_token) + q.n_tokens > n_tokens)
+      return make_error(StatusCode::invalid_argument, "prepare_step: sequence ", s, " (first_token ",
+                        q.first_token, ", n_tokens ", q.n_tokens, ", n_past ", q.n_past, ") does not fit the ",
+                        n_tokens, " tokens of the step");
+    const int64_t ctx = int64_t(q.n_past) + q.n_tokens;
+    if (ctx > INT32_MAX)
+      return make_error(StatusCode::invalid_argument, "prepare_step: sequence ", s, "'s context ", ctx,
+                        " overflows int32");
+    const int64_t pages_needed = (ctx + ps - 1) / ps;
+    if (int64_t(q.block_table.size()) < pages_needed)
+      return make_error(StatusCode::invalid_argument, "prepare_step: sequence ", s, "'s block table has ",
+                        q.block_table.size(), " pages of ", ps, " tokens, too few for its ", ctx, " positions");
+    for (int64_t b = 0; b < pages_needed; ++b)
+      if (q.block_table[size_t(b)] < 0)
+        return make_error(StatusCode::invalid_argument, "prepare_step: sequence ", s, "'s block ", b,
+                          " has no page (", q.block_table[size_t(b)], ")");
+    for (int32_t i = 0; i < q.n_tokens; ++i)
+      if (batch.token_seq[size_t(q.first_token + i)] != s)
+        return make_error(StatusCode::invalid_argument, "prepare_step: token ", q.first_token + i,
+                          " lies in sequence ", s, "'s range but token_seq says ",
+                          batch.token_seq[size_t(q.first_token + i)]);
+    max_blocks = std::max(max_blocks, q.block_table.size());
+    max_context = std::max(max_context, int32_t(ctx));
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int32_t s = batch.token_seq[size_t(t)], pos = batch.positions[size_t(t)];
+    if (s < 0 || s >= n_seqs)
+      return make_error(StatusCode::invalid_argument, "prepare_step: token ", t, " names sequence ", s, " of ",
+                        n_seqs);
+    const StepSequence& q = batch.seqs[size_t(s)];
+    if (t < q.first_token || t >= int64_t(q.first_token) + q.n_tokens)
+      return make_error(StatusCode::invalid_argument, "prepare_step: token ", t, " is outside sequence ", s,
+                        "'s range [", q.first_token, ", ", q.first_token + q.n_tokens, ")");
+    if (pos < 0 || pos >= q.context_len())
+      return make_error(StatusCode::invalid_argument, "prepare_step: token ", t, " of sequence ", s,
+                        " has position ", pos, " outside [0, ", q.context_len(), ")");
+  }
+  const std::vector<int32_t> logit_rows = batch.logit_rows();
+
+  // One array holds everything; the DeviceStep's pointers are views into it.
+  const size_t nt = size_t(n_tokens), ns = size_t(n_seqs);
+  auto storage = std::make_shared<std::vector<int32_t>>(4 * nt + ns * max_blocks + 4 * ns + logit_rows.size());
+  int32_t* p = storage->data();
+  const auto take = [&p](size_t n) { int32_t* r = p; p += n; return r; };
+  int32_t* tokens = take(nt);
+  int32_t* positions = take(nt);
+  int32_t* token_seq = take(nt);
+  int32_t* kv_slots = take(nt);
+  int32_t* tables = take(ns * max_blocks);
+  int32_t* context_lens = take(ns);
+  int32_t* first = take(ns);
+  int32_t* counts = take(ns);
+  int32_t* state_slots = take(ns);
+  int32_t* rows = take(logit_rows.size());
+
+  std::copy(batch.tokens.begin(), batch.tokens.end(), tokens);
+  std::copy(batch.positions.begin(), batch.positions.end(), positions);
+  std::copy(batch.token_seq.begin(), batch.token_seq.end(), token_seq);
+  for (size_t s = 0; s < ns; ++s) {
+    const StepSequence& q = batch.seqs[s];
+    int32_t* row = tables + s * max_blocks;
+    std::fill(row, row + max_blocks, -1);
+    std::copy(q.block_table.begin(), q.block_table.end(), row);
+    context_lens[s] = q.context_len();
+    first[s] = q.first_token;
+    counts[s] = q.n_tokens;
+    state_slots[s] = q.state_slot;
+  }
+  for (size_t t = 0; t < nt; ++t) {
+    const int32_t pos = positions[t];
+    kv_slots[t] = tables[size_t(token_seq[t]) * max_blocks + size_t(pos / ps)] * ps + pos % ps;
+  }
+  std::copy(logit_rows.begin(), logit_rows.end(), rows);
+
+  DeviceStep d;
+  d.n_tokens = int32_t(n_tokens);
+  d.n_seqs = int32_t(n_seqs);
+  d.page_size = ps;
+  d.max_blocks = int32_t(max_blocks);
+  d.max_context = max_context;
+  d.tokens = tokens;
+  d.positions = positions;
+  d.token_seq = token_seq;
+  d.kv_slots = kv_slots;
+  d.block_tables = tables;
+  d.context_lens = context_lens;
+  d.seq_first_token = first;
+  d.seq_n_tokens = counts;
+  d.state_slots = state_slots;
+  d.logit_rows = rows;
+  d.n_logit_rows = int32_t(logit_rows.size());
+  d.storage = std::move(storage);
+  return d;
+}
+
+std::unique_ptr<Backend> make_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+
+}  // namespace anvil::cpu
