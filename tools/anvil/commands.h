@@ -23,5 +23,9 @@ const std::vector<Subcommand>& subcommands();
 
 CommandAction setup_inspect(CLI::App& cmd);
 CommandAction setup_quantize(CLI::App& cmd);
+CommandAction setup_generate(CLI::App& cmd);
+CommandAction setup_chat(CLI::App& cmd);
+CommandAction setup_logits(CLI::App& cmd);
+CommandAction setup_perplexity(CLI::App& cmd);
 
 }  // namespace anvil::tools

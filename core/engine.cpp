@@ -1,0 +1,197 @@
+#include "core/engine.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/log.h"
+#include "core/session.h"
+#include "cpu/backend.h"
+
+namespace anvil {
+
+namespace {
+
+Expected<std::unique_ptr<Backend>> make_backend(const EngineOptions& o) {
+  if (o.backend == "cpu") return cpu::make_backend(o.n_threads);
+  return make_error(StatusCode::unsupported, "backend '", o.backend, "' is not available (this build has: cpu)");
+}
+
+}  // namespace
+
+Engine::~Engine() = default;
+
+Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const EngineOptions& options) {
+  if (options.n_parallel < 1 || options.page_size < 1 || options.max_step_tokens < 1 || options.n_ctx < 0)
+    return make_error(StatusCode::invalid_argument, "engine options: n_parallel, page_size and max_step_tokens must "
+                      "be positive and n_ctx not negative");
+  std::unique_ptr<Engine> e(new Engine());
+  e->options_ = options;
+
+  auto file = gguf::File::open(path);
+  if (!file) return file.status();
+  e->file_ = std::make_unique<gguf::File>(std::move(*file));
+
+  auto backend = make_backend(options);
+  if (!backend) return backend.status();
+  e->backend_ = std::move(*backend);
+
+  auto model = models::Model::load(*e->file_, *e->backend_, options.load);
+  if (!model) return model.status();
+  e->model_ = std::move(*model);
+
+  auto tok = models::Tokenizer::from_gguf(*e->file_);
+  if (tok)
+    e->tokenizer_.emplace(std::move(*tok));
+  else
+    e->tokenizer_error_ = tok.status().to_string();
+
+  const models::HParams& hp = e->hparams();
+  if (e->options_.n_ctx == 0) e->options_.n_ctx = std::min(hp.n_ctx_train, 4096);
+  e->ws_ = std::make_unique<models::Workspace>(*e->backend_);
+  ANVIL_RETURN_IF_ERROR(e->allocate_kv());
+  return e;
+}
+
+Status Engine::allocate_kv() {
+  const models::HParams& hp = hparams();
+  const int32_t ps = options_.page_size;
+  const int64_t pages = int64_t(kvcache::BlockTable::pages_for(options_.n_ctx, ps)) * options_.n_parallel;
+  if (pages > (int64_t(1) << 30) / ps)
+    return make_error(StatusCode::invalid_argument, "engine options: a KV pool of ", pages, " pages of ", ps,
+                      " tokens is too large");
+  const int32_t n_pages = int32_t(pages);
+  const size_t rows = size_t(n_pages) * size_t(ps);
+  const size_t bytes = rows * size_t(hp.kv_dim()) * sizeof(float);
+  log().debug("KV pool: {} pages x {} tokens, {} layers, {:.1f} MiB", n_pages, ps, hp.n_layer,
+              2.0 * double(bytes) * hp.n_layer / (1 << 20));
+  for (int32_t il = 0; il < hp.n_layer; ++il) {
+    KvLayer layer;
+    for (Tensor* t : {&layer.k, &layer.v}) {
+      auto buf = backend_->alloc(bytes);
+      if (!buf) return buf.status();
+      *t = (*buf)->as_tensor(DType::F32, int64_t(rows), hp.kv_dim());
+      kv_buffers_.push_back(std::move(*buf));
+    }
+    kv_layers_.push_back(layer);
+  }
+  kvcache::KvCacheOptions ko;
+  ko.n_pages = n_pages;
+  ko.page_size = ps;
+  ko.prefix_caching = options_.prefix_caching;
+  auto kv = kvcache::KvCache::create(ko, [this](int32_t src, int32_t dst) -> Status {
+    for (const KvLayer& layer : kv_layers_) ANVIL_RETURN_IF_ERROR(backend_->copy_page(layer, src, dst, options_.page_size));
+    return Status::ok();
+  });
+  if (!kv) return kv.status();
+  kv_ = std::move(*kv);
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<Session>> Engine::new_session(const SamplingParams& sampling) {
+  auto sampler = Sampler::create(sampling);
+  if (!sampler) return sampler.status();
+  return std::unique_ptr<Session>(new Session(*this, std::move(*sampler)));
+}
+
+Status Engine::validate_tokens(const SequenceWork& w) const {
+  const int32_t V = n_vocab();
+  for (size_t i = w.n_done; i < w.tokens.size(); ++i)
+    if (w.tokens[i] < 0 || w.tokens[i] >= V)
+      return make_error(StatusCode::invalid_argument, "token id ", w.tokens[i], " (at index ", i,
+                        ") is outside the vocabulary [0, ", V, ")");
+  const size_t total = w.session->tokens_.size() + (w.tokens.size() - w.n_done);
+  if (total > size_t(options_.n_ctx))
+    return make_error(StatusCode::invalid_argument, "context full: the session would hold ", total,
+                      " tokens, n_ctx is ", options_.n_ctx);
+  return Status::ok();
+}
+
+Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
+  // Decode tokens first (latency of running sequences), then prefill chunks in the given order.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < work.size(); ++i)
+    if (!work[i].done() && work[i].tokens.size() - work[i].n_done == 1) order.push_back(i);
+  for (size_t i = 0; i < work.size(); ++i)
+    if (!work[i].done() && work[i].tokens.size() - work[i].n_done > 1) order.push_back(i);
+
+  struct Planned {
+    size_t item;
+    int32_t n;
+  };
+  std::vector<Planned> planned;
+  std::set<const Session*> seen;
+  StepBatch batch;
+  batch.page_size = options_.page_size;
+  int32_t budget = options_.max_step_tokens;
+  for (size_t idx : order) {
+    if (budget == 0) break;
+    SequenceWork& w = work[idx];
+    Session* s = w.session;
+    if (!s || &s->engine_ != this)
+      return make_error(StatusCode::invalid_argument, "step: work item ", idx, " has no session of this engine");
+    if (!seen.insert(s).second)
+      return make_error(StatusCode::invalid_argument, "step: a session appears twice in one step");
+    ANVIL_RETURN_IF_ERROR(validate_tokens(w));
+    if (!s->seq_) {
+      // A fresh sequence: reuse cached KV pages of a prompt that starts the same way, unless
+      // every token's logits are wanted (cached tokens are not recomputed).
+      std::span<const int32_t> prompt;
+      if (!w.logits_all && s->tokens_.empty()) prompt = std::span(w.tokens).subspan(w.n_done);
+      const kvcache::NewSequence ns = kv_->add_sequence(prompt);
+      s->seq_ = ns.id;
+      s->tokens_.insert(s->tokens_.end(), prompt.begin(), prompt.begin() + ns.n_cached);
+      w.n_done += size_t(ns.n_cached);
+    }
+    const int32_t n = int32_t(std::min<size_t>(size_t(budget), w.tokens.size() - w.n_done));
+    auto table = kv_->prepare_append(*s->seq_, n);
+    if (!table) return table.status();
+    std::vector<int32_t> ids(w.tokens.begin() + std::ptrdiff_t(w.n_done), w.tokens.begin() + std::ptrdiff_t(w.n_done) + n);
+    batch.add_sequence(ids, kv_->n_tokens(*s->seq_), std::move(*table), w.logits_all);
+    planned.push_back({idx, n});
+    budget -= n;
+  }
+  if (planned.empty()) return 0;
+
+  auto step = backend_->prepare_step(batch);
+  if (!step) return step.status();
+  auto logits = model_->forward(batch, *step, *ws_, kv_layers_);
+  if (!logits) return logits.status();
+  const size_t V = size_t(n_vocab());
+  host_logits_.resize(size_t(logits->rows) * V);
+  ANVIL_RETURN_IF_ERROR(backend_->copy_to_host(host_logits_.data(), *logits));
+
+  // The logit rows come in batch order: every token of a logits_all sequence, else its last.
+  size_t row = 0;
+  int32_t n_total = 0;
+  for (size_t i = 0; i < planned.size(); ++i) {
+    SequenceWork& w = work[planned[i].item];
+    Session& s = *w.session;
+    const StepSequence& seq = batch.seqs[i];
+    const size_t n_rows = w.logits_all ? size_t(planned[i].n) : 1;
+    const float* first = host_logits_.data() + row * V;
+    const float* last = first + (n_rows - 1) * V;
+    row += n_rows;
+
+    std::span<const int32_t> ids(batch.tokens.data() + seq.first_token, size_t(seq.n_tokens));
+    ANVIL_RETURN_IF_ERROR(kv_->commit(*s.seq_, ids));
+    s.tokens_.insert(s.tokens_.end(), ids.begin(), ids.end());
+    s.last_logits_.assign(last, last + V);
+    w.n_done += ids.size();
+    if (w.logits_all)
+      w.logits.insert(w.logits.end(), first, first + n_rows * V);
+    else if (w.done())
+      w.logits.assign(last, last + V);
+    n_total += seq.n_tokens;
+  }
+  return n_total;
+}
+
+Status Engine::run(std::vector<SequenceWork>& work) {
+  for (;;) {
+    auto n = step(work);
+    if (!n) return n.status();
+    if (*n == 0) return Status::ok();
+  }
+}
+
+}  // namespace anvil

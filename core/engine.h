@@ -1,0 +1,115 @@
+// Engine: one loaded model on one backend, its paged KV storage, and the step loop that batches
+// several sessions into one forward pass (DESIGN.md, "Data flow of one step").
+//
+//   auto engine = Engine::open("model.gguf", {.n_parallel = 4});     // Expected<unique_ptr<Engine>>
+//   auto s = (*engine)->new_session({.temperature = 0});            // Expected<unique_ptr<Session>>
+//   (*s)->generate(prompt_ids, 64, [](int32_t id) { ...; return true; });
+//
+// Batching several sessions: give step()/run() one SequenceWork per session; each step takes
+// the decode tokens (items with one token left) first, then prefill chunks, until the step's
+// token budget (max_step_tokens) is spent — chunked prefill beside running decodes.
+//
+// Memory: the GGUF stays memory-mapped for the engine's lifetime (CPU weights point into it);
+// K and V are F32 tensors of n_pages * page_size rows per layer from Backend::alloc, indexed
+// by the kvcache module's block tables; full pages are shared between sessions whose prompts
+// start alike (prefix cache) and copied before a shared page is written.
+//
+// Not thread-safe: one thread drives an engine and its sessions. Sessions must not outlive
+// their engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/sampler.h"
+#include "core/status.h"
+#include "gguf/file.h"
+#include "kvcache/kv_cache.h"
+#include "models/hparams.h"
+#include "models/model.h"
+#include "models/tokenizer.h"
+
+namespace anvil {
+
+class Session;
+
+struct EngineOptions {
+  std::string backend = "cpu";
+  int n_threads = 0;             // CPU backend threads; 0 = hardware concurrency
+  int32_t n_ctx = 0;             // most tokens one session holds; 0 = min(context_length, 4096)
+  int32_t n_parallel = 1;        // sessions the KV pool is sized for (each a full n_ctx)
+  int32_t page_size = 16;        // tokens per KV page
+  int32_t max_step_tokens = 512; // token budget of one forward step
+  bool prefix_caching = true;    // share full KV pages between prompts that start alike
+  models::LoadOptions load;      // progress callback while binding weights
+};
+
+// Tokens to append to one session, and what the step loop reports back.
+struct SequenceWork {
+  Session* session = nullptr;
+  std::vector<int32_t> tokens;  // appended in order
+  bool logits_all = false;      // keep every token's logits (disables prefix-cache reuse), else the last one's
+  // Filled by Engine::step:
+  size_t n_done = 0;            // tokens of `tokens` already in the session (prefix-cache hits included)
+  std::vector<float> logits;    // logits_all: one n_vocab row per token fed; else the last token's row once done()
+  bool done() const { return n_done >= tokens.size(); }
+};
+
+class Engine {
+ public:
+  // Opens the GGUF, creates the backend, loads the model (errors name the architecture, key or
+  // tensor at fault) and the tokenizer (a model without a usable tokenizer still runs on ids:
+  // tokenizer() is then null and tokenizer_error() says why), and allocates the KV pool.
+  static Expected<std::unique_ptr<Engine>> open(const std::string& path, const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const models::HParams& hparams() const { return model_->hparams(); }
+  const gguf::File& file() const { return *file_; }
+  Backend& backend() { return *backend_; }
+  const models::Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
+  const std::string& tokenizer_error() const { return tokenizer_error_; }
+  const EngineOptions& options() const { return options_; }
+  int32_t n_vocab() const { return hparams().n_vocab; }
+
+  // invalid_argument when the sampling parameters are invalid.
+  Expected<std::unique_ptr<Session>> new_session(const SamplingParams& sampling = {});
+
+  // One forward step over the unfinished items (decode items first, then prefill chunks, within
+  // max_step_tokens). Returns the number of tokens it computed (0: nothing left to do).
+  // Errors: invalid_argument (a token id outside the vocabulary, a session of another engine or
+  // twice in one step, n_ctx exceeded), out_of_memory (KV pool full), or the backend's error.
+  // A failed step commits nothing: items keep the progress of earlier steps (and prefix-cache
+  // hits), so the caller may retry after freeing pages.
+  Expected<int32_t> step(std::vector<SequenceWork>& work);
+  // step() until every item is done.
+  Status run(std::vector<SequenceWork>& work);
+
+  kvcache::KvStats kv_stats() const { return kv_->stats(); }
+  Status check_kv_invariants() const { return kv_->check_invariants(); }
+
+ private:
+  friend class Session;
+  Engine() = default;
+  Status allocate_kv();
+  Status validate_tokens(const SequenceWork& w) const;
+
+  EngineOptions options_;
+  std::unique_ptr<gguf::File> file_;  // declared before model_: outlives the weights pointing into it
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<models::Model> model_;
+  std::optional<models::Tokenizer> tokenizer_;
+  std::string tokenizer_error_;
+  std::unique_ptr<models::Workspace> ws_;
+  std::vector<std::shared_ptr<DeviceBuffer>> kv_buffers_;
+  models::KvLayers kv_layers_;
+  std::unique_ptr<kvcache::KvCache> kv_;
+  std::vector<float> host_logits_;
+};
+
+}  // namespace anvil

@@ -1,0 +1,109 @@
+// Llama, Qwen2 and Qwen3: one pre-norm transformer with the differences as flags.
+//
+//   llama: RoPE in "normal" mode (adjacent pairs). HF Llama rotates halves (NeoX style); the GGUF
+//          converter permutes the rows of attn_q/attn_k so that adjacent-pair rotation of the
+//          permuted projection equals half rotation of the original.
+//   qwen2: biases on q, k and v; NeoX RoPE.
+//   qwen3: RMSNorm of every q and k head (attn_q_norm / attn_k_norm) before RoPE; NeoX RoPE.
+// All three: SwiGLU MLP, GQA, scores scaled by 1/sqrt(head_dim), LM head tied or not.
+#include <memory>
+
+#include "gguf/file.h"
+#include "models/model.h"
+#include "models/weights.h"
+
+namespace anvil::models {
+namespace {
+
+struct ArchFlags {
+  bool qkv_bias = false;
+  bool qk_norm = false;
+  RopeMode rope_mode = RopeMode::normal;
+};
+
+ArchFlags flags_for(Arch a) {
+  switch (a) {
+    case Arch::qwen2: return {.qkv_bias = true, .qk_norm = false, .rope_mode = RopeMode::neox};
+    case Arch::qwen3: return {.qkv_bias = false, .qk_norm = true, .rope_mode = RopeMode::neox};
+    default: return {.qkv_bias = false, .qk_norm = false, .rope_mode = RopeMode::normal};
+  }
+}
+
+const Weight* opt(const Weight& w) { return w.valid() ? &w : nullptr; }
+
+#define TRY(expr) ANVIL_RETURN_IF_ERROR(expr)
+
+class LlamaFamilyModel final : public Model {
+ public:
+  LlamaFamilyModel(Backend& backend, HParams hp, ModelWeights w)
+      : be_(backend), hp_(std::move(hp)), w_(std::move(w)), f_(flags_for(hp_.arch)) {}
+
+  const HParams& hparams() const override { return hp_; }
+
+  Expected<Tensor> forward(const StepBatch& batch, const DeviceStep& step, Workspace& ws,
+                           const KvLayers& kv) override {
+    if (kv.size() != size_t(hp_.n_layer))
+      return make_error(StatusCode::invalid_argument, "forward: ", kv.size(), " KV layers for ", hp_.n_layer,
+                        " model layers");
+    auto act = Activations::make(ws, hp_, step.n_tokens, step.n_logit_rows);
+    if (!act) return act.status();
+    Activations& a = *act;
+
+    const RopeParams rope_q{hp_.n_head, hp_.head_dim, hp_.rope_dims, hp_.rope_freq_base, hp_.rope_freq_scale,
+                            f_.rope_mode};
+    RopeParams rope_k = rope_q;
+    rope_k.n_heads = hp_.n_head_kv;
+    const AttentionParams attn{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_scale, 0, 0.f};
+
+    TRY(be_.embed(w_.token_embd, step, a.x));
+    for (int32_t il = 0; il < hp_.n_layer; ++il) {
+      const LayerWeights& L = w_.layers[size_t(il)];
+
+      // attention block: x += Wo · attention(rope(q), rope(k), v) of norm(x)
+      TRY(be_.rms_norm(a.x, &L.attn_norm, hp_.rms_eps, a.h));
+      TRY(be_.matmul(L.wq, a.h, a.q, opt(L.bq)));
+      TRY(be_.matmul(L.wk, a.h, a.k, opt(L.bk)));
+      TRY(be_.matmul(L.wv, a.h, a.v, opt(L.bv)));
+      if (f_.qk_norm) {
+        TRY(be_.rms_norm(a.q.reshape_cols(hp_.head_dim), &L.q_norm, hp_.rms_eps, a.q.reshape_cols(hp_.head_dim)));
+        TRY(be_.rms_norm(a.k.reshape_cols(hp_.head_dim), &L.k_norm, hp_.rms_eps, a.k.reshape_cols(hp_.head_dim)));
+      }
+      TRY(be_.rope(a.q, rope_q, step));
+      TRY(be_.rope(a.k, rope_k, step));
+      TRY(be_.kv_store(kv[size_t(il)], a.k, a.v, step));
+      TRY(be_.attention(a.q, kv[size_t(il)], attn, step, a.attn));
+      TRY(be_.matmul(L.wo, a.attn, a.h));
+      TRY(be_.add(a.x, a.h, a.x));
+
+      // MLP block: x += down(silu(gate(norm(x))) * up(norm(x)))
+      TRY(be_.rms_norm(a.x, &L.ffn_norm, hp_.rms_eps, a.h));
+      TRY(be_.matmul(L.ffn_gate, a.h, a.gate));
+      TRY(be_.matmul(L.ffn_up, a.h, a.up));
+      TRY(be_.glu(a.gate, a.up, Activation::silu, a.gate));
+      TRY(be_.matmul(L.ffn_down, a.gate, a.h));
+      TRY(be_.add(a.x, a.h, a.x));
+    }
+    // Only the rows that need logits go through the final norm and the LM head.
+    TRY(be_.gather_logit_rows(a.x, step, a.last));
+    TRY(be_.rms_norm(a.last, &w_.output_norm, hp_.rms_eps, a.last));
+    TRY(be_.matmul(w_.output, a.last, a.logits));
+    return a.logits;
+  }
+
+ private:
+  Backend& be_;
+  HParams hp_;
+  ModelWeights w_;
+  ArchFlags f_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Model>> load_llama_family(const gguf::File& file, Backend& backend, const HParams& hp,
+                                                   const LoadOptions& options) {
+  auto w = bind_weights(file, backend, hp, options);
+  if (!w) return w.status();
+  return std::unique_ptr<Model>(std::make_unique<LlamaFamilyModel>(backend, hp, std::move(*w)));
+}
+
+}  // namespace anvil::models
