@@ -85,7 +85,42 @@ struct AttentionParams {
   float softcap = 0.f;         // > 0: scores = softcap * tanh(scores / softcap)
 };
 
-enum class Activation { silu, gelu_tanh };
+enum class Activation {
+  silu,
+  gelu_tanh,
+  sigmoid,  // Qwen3.5's attention output gate: out = sigmoid(gate) * x
+};
+
+// ---- Gated DeltaNet (Qwen3.5's linear-attention layers)
+//
+// One DeltaNet layer's recurrent state for every slot of the engine's state pool. Slot s of a
+// sequence (DeviceStep::state_slots) owns
+//   conv rows [s * (kernel - 1), (s + 1) * (kernel - 1)): the last kernel - 1 inputs of the
+//        causal conv, oldest first, [.., conv_channels] F32;
+//   ssm rows  [s * n_v_heads * d_k, (s + 1) * n_v_heads * d_k): value head h's state matrix
+//        S_h [d_k, d_v] F32 at rows s * n_v_heads * d_k + h * d_k.
+// A sequence with n_past == 0 (context_len == n_tokens) starts from zero state whatever its
+// slot holds, so a recomputed (preempted) or reused slot never leaks an earlier sequence.
+struct RecurrentLayer {
+  Tensor conv;
+  Tensor ssm;
+};
+
+enum class DeltaNetMode {
+  automatic,  // chunked for a sequence with more than one token in the step, else recurrent
+  chunked,    // always the chunked (WY / UT transform) form, chunks of DeltaNetParams::chunk
+  recurrent,  // always token by token
+};
+
+struct DeltaNetParams {
+  int32_t n_k_heads = 0;  // q/k heads; value head h reads q/k head h % n_k_heads (GGUF's tiled order)
+  int32_t n_v_heads = 0;  // multiple of n_k_heads
+  int32_t d_k = 0;
+  int32_t d_v = 0;
+  float q_scale = 0.f;    // q is multiplied by this (1 / sqrt(d_k)); 0 is rejected
+  int32_t chunk = 64;
+  DeltaNetMode mode = DeltaNetMode::automatic;
+};
 
 class Backend {
  public:
@@ -129,6 +164,33 @@ class Backend {
                            Tensor out) = 0;
   // out[i] = x[DeviceStep::logit_rows[i]]
   virtual Status gather_logit_rows(const Tensor& x, const DeviceStep& step, Tensor out) = 0;
+  // x / sqrt(sum(x^2) + eps) over each head_dim-wide group of every row (HF/FLA's l2norm, not
+  // ggml's x / max(|x|, eps)). x and out may alias and may be strided column views.
+  virtual Status l2_norm(const Tensor& x, int32_t head_dim, float eps, Tensor out) = 0;
+
+  // Causal depthwise conv1d + SiLU over each sequence's tokens, continuing from the layer's
+  // conv state: with h = [the slot's kernel - 1 stored inputs (zeros when n_past == 0); x rows
+  // of the sequence], out[t, c] = silu(sum_j w[c, j] * h[t + j, c]). The slot then holds the
+  // last kernel - 1 rows of h. x, out [n_tokens, channels] F32 (distinct); w F32 [channels,
+  // kernel] (GGUF ssm_conv1d); state.conv [n_slots * (kernel - 1), channels].
+  virtual Status conv1d_silu(const Tensor& x, const Weight& w, const RecurrentLayer& state, const DeviceStep& step,
+                             Tensor out) = 0;
+
+  // The DeltaNet's per-token, per-value-head gates: g = softplus(alpha + dt_bias) * a (the
+  // log-decay, <= 0 for a < 0; GGUF's ssm_a holds -exp(A_log)) and beta = sigmoid(b).
+  // alpha, b, g, beta [n_tokens, n_v_heads] F32; dt_bias, a F32 [n_v_heads].
+  virtual Status deltanet_gates(const Tensor& alpha, const Tensor& b, const Weight& dt_bias, const Weight& a,
+                                Tensor g, Tensor beta) = 0;
+
+  // The gated delta rule over each sequence's tokens, from and back into its state slot:
+  //   S_h <- exp(g_t) S_h;  S_h <- S_h + k_t (beta_t (v_t - k_t^T S_h))^T;  o_t = (q_scale q_t)^T S_h
+  // q, k [n_tokens, n_k_heads * d_k] (already L2-normalised), v, out [n_tokens, n_v_heads * d_v],
+  // g, beta [n_tokens, n_v_heads]; q, k, v may be strided column views. The chunked and
+  // recurrent forms give the same result to rounding (DeltaNetParams::mode picks one).
+  virtual Status gated_deltanet(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                                const Tensor& beta, const RecurrentLayer& state, const DeltaNetParams& p,
+                                const DeviceStep& step, Tensor out) = 0;
+
   // Copies whole KV pages src -> dst in every given layer (copy-on-write of a shared page).
   virtual Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "core/log.h"
 #include "core/session.h"
@@ -47,8 +48,11 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
 
   const models::HParams& hp = e->hparams();
   if (e->options_.n_ctx == 0) e->options_.n_ctx = std::min(hp.n_ctx_train, 4096);
+  // Cached KV pages cannot restore a recurrent layer's state (engine.h): no prefix sharing.
+  if (hp.has_recurrent_layers()) e->options_.prefix_caching = false;
   e->ws_ = std::make_unique<models::Workspace>(*e->backend_);
   ANVIL_RETURN_IF_ERROR(e->allocate_kv());
+  ANVIL_RETURN_IF_ERROR(e->allocate_recurrent_state());
   return e;
 }
 
@@ -66,6 +70,10 @@ Status Engine::allocate_kv() {
               2.0 * double(bytes) * hp.n_layer / (1 << 20));
   for (int32_t il = 0; il < hp.n_layer; ++il) {
     KvLayer layer;
+    if (hp.is_recurrent_layer(il)) {  // no KV: its state lives in state slots
+      kv_layers_.push_back(layer);
+      continue;
+    }
     for (Tensor* t : {&layer.k, &layer.v}) {
       auto buf = backend_->alloc(bytes);
       if (!buf) return buf.status();
@@ -79,13 +87,66 @@ Status Engine::allocate_kv() {
   ko.page_size = ps;
   ko.prefix_caching = options_.prefix_caching;
   auto kv = kvcache::KvCache::create(ko, [this](int32_t src, int32_t dst) -> Status {
-    for (const KvLayer& layer : kv_layers_) ANVIL_RETURN_IF_ERROR(backend_->copy_page(layer, src, dst, options_.page_size));
+    for (const KvLayer& layer : kv_layers_)
+      if (layer.k.data) ANVIL_RETURN_IF_ERROR(backend_->copy_page(layer, src, dst, options_.page_size));
     return Status::ok();
   });
   if (!kv) return kv.status();
   kv_ = std::move(*kv);
   return Status::ok();
 }
+
+Status Engine::allocate_recurrent_state() {
+  const models::HParams& hp = hparams();
+  state_layers_.assign(size_t(hp.n_layer), RecurrentLayer{});
+  if (!hp.has_recurrent_layers()) {
+    slots_ = std::make_unique<kvcache::SlotPool>(0, true);
+    return Status::ok();
+  }
+  const int64_t n = options_.n_parallel;
+  const int64_t conv_rows = n * (hp.ssm_conv_kernel - 1), conv_cols = hp.ssm_conv_channels();
+  const int64_t ssm_rows = n * hp.ssm_n_v_heads * hp.ssm_d_k, ssm_cols = hp.ssm_d_v;
+  const std::vector<float> zeros(size_t(std::max(conv_rows * conv_cols, ssm_rows * ssm_cols)), 0.f);
+  int64_t total = 0;
+  for (int32_t il = 0; il < hp.n_layer; ++il) {
+    if (!hp.is_recurrent_layer(il)) continue;
+    RecurrentLayer& layer = state_layers_[size_t(il)];
+    for (auto [t, rows, cols] : {std::tuple{&layer.conv, conv_rows, conv_cols}, std::tuple{&layer.ssm, ssm_rows, ssm_cols}}) {
+      const size_t bytes = size_t(rows * cols) * sizeof(float);
+      auto buf = backend_->alloc(bytes);
+      if (!buf) return buf.status();
+      *t = (*buf)->as_tensor(DType::F32, rows, cols);
+      ANVIL_RETURN_IF_ERROR(backend_->copy_from_host(*t, zeros.data()));
+      state_buffers_.push_back(std::move(*buf));
+      total += int64_t(bytes);
+    }
+  }
+  log().debug("recurrent state: {} slots, {:.1f} MiB", n, double(total) / (1 << 20));
+  slots_ = std::make_unique<kvcache::SlotPool>(int32_t(n), /*slots_start_zeroed=*/true);
+  return Status::ok();
+}
+
+Expected<int32_t> Engine::acquire_state_slot() {
+  auto lease = slots_->allocate();
+  if (!lease) return lease.status();
+  if (lease->needs_reset) {
+    const models::HParams& hp = hparams();
+    const int64_t conv_rows = hp.ssm_conv_kernel - 1, ssm_rows = int64_t(hp.ssm_n_v_heads) * hp.ssm_d_k;
+    const std::vector<float> zeros(size_t(std::max(conv_rows * hp.ssm_conv_channels(), ssm_rows * hp.ssm_d_v)), 0.f);
+    for (const RecurrentLayer& layer : state_layers_) {
+      if (!layer.ssm.data) continue;
+      Status st = backend_->copy_from_host(layer.conv.slice_rows(lease->slot * conv_rows, conv_rows), zeros.data());
+      if (st.is_ok()) st = backend_->copy_from_host(layer.ssm.slice_rows(lease->slot * ssm_rows, ssm_rows), zeros.data());
+      if (!st.is_ok()) {
+        (void)slots_->free(lease->slot);
+        return st;
+      }
+    }
+  }
+  return lease->slot;
+}
+
+void Engine::release_state_slot(int32_t slot) { (void)slots_->free(slot); }
 
 Expected<std::unique_ptr<Session>> Engine::new_session(const SamplingParams& sampling) {
   auto sampler = Sampler::create(sampling);
@@ -132,6 +193,11 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     if (!seen.insert(s).second)
       return make_error(StatusCode::invalid_argument, "step: a session appears twice in one step");
     ANVIL_RETURN_IF_ERROR(validate_tokens(w));
+    if (!s->seq_ && hparams().has_recurrent_layers() && !s->state_slot_) {
+      auto slot = acquire_state_slot();
+      if (!slot) return slot.status();
+      s->state_slot_ = *slot;
+    }
     if (!s->seq_) {
       // A fresh sequence: reuse cached KV pages of a prompt that starts the same way, unless
       // every token's logits are wanted (cached tokens are not recomputed).
@@ -146,7 +212,7 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     auto table = kv_->prepare_append(*s->seq_, n);
     if (!table) return table.status();
     std::vector<int32_t> ids(w.tokens.begin() + std::ptrdiff_t(w.n_done), w.tokens.begin() + std::ptrdiff_t(w.n_done) + n);
-    batch.add_sequence(ids, kv_->n_tokens(*s->seq_), std::move(*table), w.logits_all);
+    batch.add_sequence(ids, kv_->n_tokens(*s->seq_), std::move(*table), w.logits_all, s->state_slot_.value_or(-1));
     planned.push_back({idx, n});
     budget -= n;
   }
@@ -154,7 +220,7 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
 
   auto step = backend_->prepare_step(batch);
   if (!step) return step.status();
-  auto logits = model_->forward(batch, *step, *ws_, kv_layers_);
+  auto logits = model_->forward(batch, *step, *ws_, kv_layers_, state_layers_);
   if (!logits) return logits.status();
   const size_t V = size_t(n_vocab());
   host_logits_.resize(size_t(logits->rows) * V);

@@ -14,6 +14,18 @@
 // by the kvcache module's block tables; full pages are shared between sessions whose prompts
 // start alike (prefix cache) and copied before a shared page is written.
 //
+// Hybrid models (Qwen3.5: Gated DeltaNet layers beside attention layers): attention layers get
+// paged KV as above, recurrent layers none; instead each DeltaNet layer has n_parallel state
+// slots (conv state [kernel - 1, conv_channels] + F32 delta-rule state [n_v_heads, d_k, d_v]),
+// one per live session, handed out by a kvcache::SlotPool on the session's first step, zeroed
+// before reuse, and given back by Session::reset() / destruction. Prefix caching is turned off
+// for these models (options().prefix_caching reads false): a cached KV page would let a new
+// prompt skip tokens, but the recurrent state after those tokens is not cached with it (it
+// summarises the whole history and would have to be checkpointed at every page boundary, ~1 MiB
+// per layer per page for Qwen3.5-4B). Skipping nothing keeps results exact; checkpointing is a
+// possible later optimisation. A failed forward step may leave a hybrid session's recurrent
+// state partly advanced: reset() the session after such an error.
+//
 // Not thread-safe: one thread drives an engine and its sessions. Sessions must not outlive
 // their engine.
 #pragma once
@@ -29,6 +41,7 @@
 #include "core/status.h"
 #include "gguf/file.h"
 #include "kvcache/kv_cache.h"
+#include "kvcache/slot_pool.h"
 #include "models/hparams.h"
 #include "models/model.h"
 #include "models/tokenizer.h"
@@ -44,7 +57,8 @@ struct EngineOptions {
   int32_t n_parallel = 1;        // sessions the KV pool is sized for (each a full n_ctx)
   int32_t page_size = 16;        // tokens per KV page
   int32_t max_step_tokens = 512; // token budget of one forward step
-  bool prefix_caching = true;    // share full KV pages between prompts that start alike
+  bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
+                                 // for models with recurrent layers, see above)
   models::LoadOptions load;      // progress callback while binding weights
 };
 
@@ -77,6 +91,9 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   int32_t n_vocab() const { return hparams().n_vocab; }
 
+  // State slots of the recurrent layers (all free when the model has none: n_slots() == 0).
+  const kvcache::SlotPool& state_slots() const { return *slots_; }
+
   // invalid_argument when the sampling parameters are invalid.
   Expected<std::unique_ptr<Session>> new_session(const SamplingParams& sampling = {});
 
@@ -97,6 +114,10 @@ class Engine {
   friend class Session;
   Engine() = default;
   Status allocate_kv();
+  Status allocate_recurrent_state();
+  // A state slot for a session's first step, zeroed if an earlier sequence used it.
+  Expected<int32_t> acquire_state_slot();
+  void release_state_slot(int32_t slot);
   Status validate_tokens(const SequenceWork& w) const;
 
   EngineOptions options_;
@@ -108,6 +129,9 @@ class Engine {
   std::unique_ptr<models::Workspace> ws_;
   std::vector<std::shared_ptr<DeviceBuffer>> kv_buffers_;
   models::KvLayers kv_layers_;
+  std::vector<std::shared_ptr<DeviceBuffer>> state_buffers_;
+  models::RecurrentLayers state_layers_;  // one per layer; empty tensors for attention layers
+  std::unique_ptr<kvcache::SlotPool> slots_;
   std::unique_ptr<kvcache::KvCache> kv_;
   std::vector<float> host_logits_;
 };

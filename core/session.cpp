@@ -20,6 +20,8 @@ void Session::reset() {
     (void)s;  // only not_found, which cannot happen for a sequence this session created
   }
   seq_.reset();
+  if (state_slot_) engine_.release_state_slot(*state_slot_);
+  state_slot_.reset();
   tokens_.clear();
   last_logits_.clear();
 }

@@ -63,7 +63,8 @@ class Session {
   // the tokens are appended. invalid_argument when the session holds no token yet (the first
   // token needs a context: e.g. feed BOS first).
   Expected<std::vector<double>> loglikelihood(std::span<const int32_t> tokens);
-  // Forgets every token and gives the KV pages back (full pages stay findable by the prefix cache).
+  // Forgets every token and gives the KV pages (full pages stay findable by the prefix cache) and
+  // the recurrent-state slot back.
   void reset();
 
  private:
@@ -74,6 +75,7 @@ class Session {
   Engine& engine_;
   Sampler sampler_;
   std::optional<kvcache::SeqId> seq_;  // created by the first step that feeds this session
+  std::optional<int32_t> state_slot_;  // recurrent-state slot (hybrid models), from the first step
   std::vector<int32_t> tokens_;
   std::vector<float> last_logits_;
 };

@@ -119,6 +119,22 @@ class CpuBackend final : public Backend {
   Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) override {
     return cpu::copy_page(kv, src_page, dst_page, page_size);
   }
+  Status l2_norm(const Tensor& x, int32_t head_dim, float eps, Tensor out) override {
+    return cpu::l2_norm(x, head_dim, eps, out, pool_);
+  }
+  Status conv1d_silu(const Tensor& x, const Weight& w, const RecurrentLayer& state, const DeviceStep& step,
+                     Tensor out) override {
+    return cpu::conv1d_silu(x, w, state, step, out, pool_);
+  }
+  Status deltanet_gates(const Tensor& alpha, const Tensor& b, const Weight& dt_bias, const Weight& a, Tensor g,
+                        Tensor beta) override {
+    return cpu::deltanet_gates(alpha, b, dt_bias, a, g, beta);
+  }
+  Status gated_deltanet(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                        const RecurrentLayer& state, const DeltaNetParams& p, const DeviceStep& step,
+                        Tensor out) override {
+    return cpu::gated_deltanet(q, k, v, g, beta, state, p, step, out, pool_);
+  }
 
  private:
   static Status check_matmul(const Weight& w, const Tensor& x, const Tensor& y, const Weight* bias) {

@@ -31,6 +31,14 @@ Status kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const Devic
 Status attention(const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step, Tensor out,
                  ThreadPool& pool);
 Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size);
+Status l2_norm(const Tensor& x, int32_t head_dim, float eps, Tensor out, ThreadPool& pool);
+Status conv1d_silu(const Tensor& x, const Weight& w, const RecurrentLayer& state, const DeviceStep& step, Tensor out,
+                   ThreadPool& pool);
+Status deltanet_gates(const Tensor& alpha, const Tensor& b, const Weight& dt_bias, const Weight& a, Tensor g,
+                      Tensor beta);
+Status gated_deltanet(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                      const RecurrentLayer& state, const DeltaNetParams& p, const DeviceStep& step, Tensor out,
+                      ThreadPool& pool);
 
 // Builds the step's integer arrays in host memory after checking the batch is consistent.
 Expected<DeviceStep> prepare_step(const StepBatch& batch);

@@ -55,4 +55,29 @@ inline Status check_step(const char* op, const DeviceStep& step, const int32_t* 
   return Status::ok();
 }
 
+// Every sequence of the step with tokens has a state slot in [0, n_slots) and consistent token
+// ranges (recurrent ops: conv1d_silu, gated_deltanet).
+inline Status check_state_slots(const char* op, const DeviceStep& step, int64_t n_slots) {
+  ANVIL_RETURN_IF_ERROR(check_step(op, step, step.token_seq, "token_seq"));
+  if (step.n_seqs > 0 && (!step.state_slots || !step.seq_first_token || !step.seq_n_tokens || !step.context_lens))
+    return make_error(StatusCode::invalid_argument, op, ": DeviceStep has no state_slots / sequence ranges (use "
+                      "prepare_step)");
+  for (int32_t s = 0; s < step.n_seqs; ++s) {
+    const int32_t first = step.seq_first_token[s], n = step.seq_n_tokens[s];
+    if (n == 0) continue;
+    if (first < 0 || n < 0 || int64_t(first) + n > step.n_tokens || step.context_lens[s] < n)
+      return make_error(StatusCode::invalid_argument, op, ": sequence ", s, " (first token ", first, ", ", n,
+                        " tokens, context ", step.context_lens[s], ") does not fit the step's ", step.n_tokens,
+                        " tokens");
+    if (step.state_slots[s] < 0 || step.state_slots[s] >= n_slots)
+      return make_error(StatusCode::invalid_argument, op, ": sequence ", s, " has state slot ", step.state_slots[s],
+                        ", the layer has ", n_slots, " slots");
+    for (int32_t s2 = 0; s2 < s; ++s2)
+      if (step.seq_n_tokens[s2] > 0 && step.state_slots[s2] == step.state_slots[s])
+        return make_error(StatusCode::invalid_argument, op, ": sequences ", s2, " and ", s, " share state slot ",
+                          step.state_slots[s]);
+  }
+  return Status::ok();
+}
+
 }  // namespace anvil::cpu

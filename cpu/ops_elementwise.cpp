@@ -1,4 +1,5 @@
-// Row-wise and elementwise ops of the CPU backend: rms_norm, add, scale, glu, gather_logit_rows.
+// Row-wise and elementwise ops of the CPU backend: rms_norm, l2_norm, add, scale, glu,
+// gather_logit_rows.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,6 +22,7 @@ Status check_vector_weight(const char* op, const Weight& w, int64_t n) {
 }
 
 float silu(float g) { return g / (1.0f + std::exp(-g)); }
+float sigmoid(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 
 // gelu_tanh(g) = 0.5 g (1 + tanh(z)), z = sqrt(2/pi) (g + 0.044715 g^3). Written as
 // g * sigmoid(2z), the same function, because 1 + tanh(z) cancels for very negative g.
@@ -51,6 +53,30 @@ Status rms_norm(const Tensor& x, const Weight* w, float eps, Tensor out, ThreadP
       for (int64_t i = 0; i < n; ++i) {
         const float v = xr[i] * inv_rms;
         yr[i] = weight ? v * weight[i] : v;
+      }
+    }
+  });
+  return Status::ok();
+}
+
+Status l2_norm(const Tensor& x, int32_t head_dim, float eps, Tensor out, ThreadPool& pool) {
+  ANVIL_RETURN_IF_ERROR(check_f32("l2_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_f32("l2_norm", "out", out));
+  ANVIL_RETURN_IF_ERROR(check_same_shape("l2_norm", "x", x, "out", out));
+  if (head_dim <= 0 || x.cols % head_dim != 0)
+    return make_error(StatusCode::invalid_argument, "l2_norm: head_dim ", head_dim, " does not divide x ",
+                      shape_str(x));
+  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "l2_norm: eps ", eps, " must be >= 0");
+  pool.parallel_for(x.rows, row_grain(x.cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x.row<float>(r);
+      float* yr = out.row<float>(r);
+      for (int64_t h0 = 0; h0 < x.cols; h0 += head_dim) {
+        double sum_sq = 0.0;
+        for (int64_t i = h0; i < h0 + head_dim; ++i) sum_sq += double(xr[i]) * double(xr[i]);
+        // As HF: x * rsqrt(sum + eps), the factor rounded to f32 once.
+        const float inv = float(1.0 / std::sqrt(sum_sq + double(eps)));
+        for (int64_t i = h0; i < h0 + head_dim; ++i) yr[i] = xr[i] * inv;
       }
     }
   });
@@ -91,7 +117,7 @@ Status glu(const Tensor& gate, const Tensor& up, Activation act, Tensor out, Thr
   ANVIL_RETURN_IF_ERROR(check_f32("glu", "out", out));
   ANVIL_RETURN_IF_ERROR(check_same_shape("glu", "gate", gate, "up", up));
   ANVIL_RETURN_IF_ERROR(check_same_shape("glu", "gate", gate, "out", out));
-  if (act != Activation::silu && act != Activation::gelu_tanh)
+  if (act != Activation::silu && act != Activation::gelu_tanh && act != Activation::sigmoid)
     return make_error(StatusCode::invalid_argument, "glu: unknown activation ", int(act));
   pool.parallel_for(gate.rows, row_grain(gate.cols), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -100,6 +126,8 @@ Status glu(const Tensor& gate, const Tensor& up, Activation act, Tensor out, Thr
       float* y = out.row<float>(r);
       if (act == Activation::silu)
         for (int64_t i = 0; i < gate.cols; ++i) y[i] = silu(g[i]) * u[i];
+      else if (act == Activation::sigmoid)
+        for (int64_t i = 0; i < gate.cols; ++i) y[i] = sigmoid(g[i]) * u[i];
       else
         for (int64_t i = 0; i < gate.cols; ++i) y[i] = gelu_tanh(g[i]) * u[i];
     }

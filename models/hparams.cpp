@@ -18,6 +18,7 @@ constexpr ArchName kArchNames[] = {
     {"qwen2", Arch::qwen2},
     {"qwen3", Arch::qwen3},
     {"gemma3", Arch::gemma3},
+    {"qwen35", Arch::qwen35},
 };
 
 // Bounds that keep every size computed from them far from overflow (a hostile file can say
@@ -89,6 +90,41 @@ Status read_rope_scaling(const gguf::File& f, const std::string& a, HParams& hp)
     return make_error(StatusCode::unsupported, "model metadata: key '", a, "rope.scaling.type' = '", type,
                       "' is not supported (anvil implements 'none' and 'linear')");
   hp.rope_freq_scale = 1.f / factor;
+  return Status::ok();
+}
+
+// Qwen3.5's hybrid layout as llama.cpp's converter writes it (ssm.* keys, full_attention_interval,
+// rope.dimension_sections).
+Status read_qwen35(const gguf::File& f, const std::string& a, HParams& hp) {
+  ANVIL_ASSIGN_OR_RETURN(hp.full_attention_interval, read_int(f, a + "full_attention_interval", 1, kMaxLayers, 4));
+  ANVIL_ASSIGN_OR_RETURN(hp.ssm_conv_kernel, read_int(f, a + "ssm.conv_kernel", 2, 64));
+  ANVIL_ASSIGN_OR_RETURN(hp.ssm_d_k, read_int(f, a + "ssm.state_size", 1, 4096));
+  ANVIL_ASSIGN_OR_RETURN(hp.ssm_n_k_heads, read_int(f, a + "ssm.group_count", 1, 4096));
+  ANVIL_ASSIGN_OR_RETURN(hp.ssm_n_v_heads, read_int(f, a + "ssm.time_step_rank", 1, 4096));
+  int32_t d_inner = 0;
+  ANVIL_ASSIGN_OR_RETURN(d_inner, read_int(f, a + "ssm.inner_size", 1, kMaxWidth));
+  if (hp.ssm_n_v_heads % hp.ssm_n_k_heads != 0 || d_inner % hp.ssm_n_v_heads != 0)
+    return make_error(StatusCode::invalid_argument, "model metadata: '", a, "ssm.time_step_rank' (",
+                      hp.ssm_n_v_heads, ") must be a multiple of '", a, "ssm.group_count' (", hp.ssm_n_k_heads,
+                      ") and divide '", a, "ssm.inner_size' (", d_inner, ")");
+  hp.ssm_d_v = d_inner / hp.ssm_n_v_heads;
+  if (int64_t(hp.ssm_n_k_heads) * hp.ssm_d_k > kMaxWidth)
+    return make_error(StatusCode::invalid_argument, "model metadata: ssm.group_count x ssm.state_size is too large");
+  if (f.has(a + "rope.dimension_sections")) {
+    auto sec = f.get_int_array(a + "rope.dimension_sections");
+    if (!sec) return sec.status();
+    int64_t sum = 0;
+    for (int64_t v : *sec) {
+      if (v < 0 || v > hp.rope_dims)
+        return make_error(StatusCode::invalid_argument, "model metadata: '", a,
+                          "rope.dimension_sections' has an entry ", v, " outside [0, ", hp.rope_dims, "]");
+      sum += v;
+      hp.rope_sections.push_back(int32_t(v));
+    }
+    if (2 * sum > hp.rope_dims)
+      return make_error(StatusCode::invalid_argument, "model metadata: '", a, "rope.dimension_sections' sum to ",
+                        sum, " pairs, more than rope.dimension_count / 2 = ", hp.rope_dims / 2);
+  }
   return Status::ok();
 }
 
@@ -166,6 +202,8 @@ Expected<HParams> read_hparams(const gguf::File& f) {
     ANVIL_ASSIGN_OR_RETURN(hp.swa_pattern, read_int(f, a + "attention.sliding_window_pattern", 1, kMaxLayers, 6));
     hp.rope_freq_base_local = 10000.f;
   }
+
+  if (hp.arch == Arch::qwen35) ANVIL_RETURN_IF_ERROR(read_qwen35(f, a, hp));
 
   const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
   if (!embd) return make_error(StatusCode::not_found, "model is missing tensor 'token_embd.weight'");

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -16,8 +17,9 @@ class File;
 namespace anvil::models {
 
 // The architectures anvil implements. llama, qwen2 and qwen3 share one forward pass
-// (models/llama.cpp); gemma3 has its own (models/gemma3.cpp).
-enum class Arch { llama, qwen2, qwen3, gemma3 };
+// (models/llama.cpp); gemma3 and qwen35 (Qwen3.5: Gated DeltaNet + gated attention) have their
+// own (models/gemma3.cpp, models/qwen35.cpp).
+enum class Arch { llama, qwen2, qwen3, gemma3, qwen35 };
 
 const char* arch_name(Arch a);
 
@@ -48,6 +50,26 @@ struct HParams {
 
   float attn_scale = 0.f;  // applied to q.k; 1 / sqrt(head_dim) for every architecture here
 
+  // qwen35: layer il is a Gated DeltaNet (recurrent) layer unless (il + 1) % full_attention_interval
+  // == 0 (full_attention_interval); the rest use gated attention (attn_q holds query and gate rows).
+  int32_t full_attention_interval = 0;  // 0: no recurrent layers
+  int32_t ssm_conv_kernel = 0;  // ssm.conv_kernel: causal conv width
+  int32_t ssm_d_k = 0;          // ssm.state_size: q/k head dim of the delta rule
+  int32_t ssm_n_k_heads = 0;    // ssm.group_count: q/k heads
+  int32_t ssm_n_v_heads = 0;    // ssm.time_step_rank: value heads (a multiple of ssm_n_k_heads)
+  int32_t ssm_d_v = 0;          // ssm.inner_size / ssm_n_v_heads
+  // rope.dimension_sections (multimodal RoPE): for text every section takes the token position,
+  // so plain NEOX RoPE over rope_dims is the same rotation; kept for inspection.
+  std::vector<int32_t> rope_sections;
+
+  int32_t ssm_qk_dim() const { return ssm_n_k_heads * ssm_d_k; }
+  int32_t ssm_v_dim() const { return ssm_n_v_heads * ssm_d_v; }
+  int32_t ssm_conv_channels() const { return 2 * ssm_qk_dim() + ssm_v_dim(); }
+  bool is_recurrent_layer(int32_t il) const {
+    return full_attention_interval > 0 && (il + 1) % full_attention_interval != 0;
+  }
+  bool has_recurrent_layers() const { return full_attention_interval > 1; }
+
   int32_t q_dim() const { return n_head * head_dim; }
   int32_t kv_dim() const { return n_head_kv * head_dim; }
   bool is_sliding_layer(int32_t il) const {
@@ -60,7 +82,7 @@ struct HParams {
 // key; invalid_argument naming a key whose value is out of range or inconsistent.
 Expected<HParams> read_hparams(const gguf::File& file);
 
-// "llama, qwen2, qwen3, gemma3"
+// "llama, qwen2, qwen3, gemma3, qwen35"
 std::string supported_arch_list();
 
 }  // namespace anvil::models

@@ -40,8 +40,8 @@ class LlamaFamilyModel final : public Model {
 
   const HParams& hparams() const override { return hp_; }
 
-  Expected<Tensor> forward(const StepBatch& batch, const DeviceStep& step, Workspace& ws,
-                           const KvLayers& kv) override {
+  Expected<Tensor> forward(const StepBatch& batch, const DeviceStep& step, Workspace& ws, const KvLayers& kv,
+                           const RecurrentLayers& /*state: no recurrent layers*/) override {
     if (kv.size() != size_t(hp_.n_layer))
       return make_error(StatusCode::invalid_argument, "forward: ", kv.size(), " KV layers for ", hp_.n_layer,
                         " model layers");

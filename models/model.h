@@ -4,7 +4,7 @@
 //
 //   auto model = models::Model::load(file, backend, {});          // Expected<unique_ptr<Model>>
 //   models::Workspace ws(backend);
-//   auto logits = (*model)->forward(batch, step, ws, kv_layers);  // [n_logit_rows, n_vocab]
+//   auto logits = (*model)->forward(batch, step, ws, kv_layers, state_layers);  // [n_logit_rows, n_vocab]
 #pragma once
 
 #include <cstddef>
@@ -33,7 +33,12 @@ struct LoadOptions {
 
 // One KvLayer per transformer layer (index = layer), allocated by the engine with
 // [n_pages * page_size, kv_dim] F32 rows each for K and V.
+// Attention layers of a hybrid model (qwen35) have theirs; recurrent layers' entries are empty.
 using KvLayers = std::vector<KvLayer>;
+// One RecurrentLayer per layer (index = layer): the per-slot conv and delta-rule state of each
+// Gated DeltaNet layer (core/backend.h), empty for attention layers and for models without
+// recurrent layers (the vector may then be empty).
+using RecurrentLayers = std::vector<RecurrentLayer>;
 
 // Scratch activations in backend memory, reused from step to step. Each slot's buffer grows
 // when a step needs more and never shrinks, so steady-state decoding allocates nothing.
@@ -74,16 +79,19 @@ class Model {
 
   virtual const HParams& hparams() const = 0;
 
-  // Runs the step: writes the step's K/V into `kv` (at DeviceStep::kv_slots) and returns the
-  // logits of the rows DeviceStep::logit_rows selects, [n_logit_rows, n_vocab] F32 in `ws`
-  // (valid until the next forward with the same workspace).
-  virtual Expected<Tensor> forward(const StepBatch& batch, const DeviceStep& step, Workspace& ws,
-                                   const KvLayers& kv) = 0;
+  // Runs the step: writes the step's K/V into `kv` (at DeviceStep::kv_slots), advances each
+  // sequence's recurrent state in `state` (at DeviceStep::state_slots; recurrent layers only)
+  // and returns the logits of the rows DeviceStep::logit_rows selects, [n_logit_rows, n_vocab]
+  // F32 in `ws` (valid until the next forward with the same workspace).
+  virtual Expected<Tensor> forward(const StepBatch& batch, const DeviceStep& step, Workspace& ws, const KvLayers& kv,
+                                   const RecurrentLayers& state) = 0;
 };
 
 // Per-architecture loaders; registry.cpp maps HParams::arch to them.
 Expected<std::unique_ptr<Model>> load_llama_family(const gguf::File& file, Backend& backend, const HParams& hp,
                                                    const LoadOptions& options);
+Expected<std::unique_ptr<Model>> load_qwen35(const gguf::File& file, Backend& backend, const HParams& hp,
+                                             const LoadOptions& options);
 Expected<std::unique_ptr<Model>> load_gemma3(const gguf::File& file, Backend& backend, const HParams& hp,
                                              const LoadOptions& options);
 

@@ -18,6 +18,7 @@ constexpr ArchLoader kLoaders[] = {
     {Arch::qwen2, load_llama_family},
     {Arch::qwen3, load_llama_family},
     {Arch::gemma3, load_gemma3},
+    {Arch::qwen35, load_qwen35},
 };
 
 }  // namespace

@@ -1,8 +1,10 @@
 #include "models/weights.h"
 
+#include <cstdio>
 #include <set>
 #include <string>
 
+#include "core/log.h"
 #include "gguf/file.h"
 
 namespace anvil::models {
@@ -25,17 +27,32 @@ class Binder {
   Status matrix(const std::string& name, int64_t rows, int64_t cols, Weight& out) {
     return bind(name, {uint64_t(cols), uint64_t(rows)}, /*f32_only=*/false, out);
   }
+  // A 2-D F32 matrix [rows, cols] (conv kernels).
+  Status f32_matrix(const std::string& name, int64_t rows, int64_t cols, Weight& out) {
+    return bind(name, {uint64_t(cols), uint64_t(rows)}, /*f32_only=*/true, out);
+  }
   // A 1-D F32 vector [n] (norm weights, biases), bound as [1, n].
   Status vector(const std::string& name, int64_t n, Weight& out) {
     return bind(name, {uint64_t(n)}, /*f32_only=*/true, out);
   }
   bool has(const std::string& name) const { return file_.find_tensor(name) != nullptr; }
 
+  // Every tensor must be bound, except those of blocks past block_count: release files may carry
+  // extra blocks (e.g. a multi-token-prediction head) that plain decoding does not run.
   Status check_all_used(const HParams& hp) const {
-    for (const auto& t : file_.tensors())
-      if (!used_.count(t.name))
-        return make_error(StatusCode::invalid_argument, "tensor '", t.name, "' is not part of a ", hp.arch_name,
-                          " model with these hyperparameters (", hp.n_layer, " layers)");
+    size_t n_extra_blocks = 0;
+    for (const auto& t : file_.tensors()) {
+      if (used_.count(t.name)) continue;
+      int block = -1;
+      if (std::sscanf(t.name.c_str(), "blk.%d.", &block) == 1 && block >= hp.n_layer) {
+        ++n_extra_blocks;
+        continue;
+      }
+      return make_error(StatusCode::invalid_argument, "tensor '", t.name, "' is not part of a ", hp.arch_name,
+                        " model with these hyperparameters (", hp.n_layer, " layers)");
+    }
+    if (n_extra_blocks)
+      log().info("{} tensors of blocks past block_count ({}) are not used", n_extra_blocks, hp.n_layer);
     return Status::ok();
   }
 
@@ -72,7 +89,8 @@ class Binder {
 Expected<ModelWeights> bind_weights(const gguf::File& file, Backend& backend, const HParams& hp,
                                     const LoadOptions& options) {
   const bool qkv_bias = hp.arch == Arch::qwen2;
-  const bool qk_norm = hp.arch == Arch::qwen3 || hp.arch == Arch::gemma3;
+  const bool qwen35 = hp.arch == Arch::qwen35;
+  const bool qk_norm = hp.arch == Arch::qwen3 || hp.arch == Arch::gemma3 || qwen35;
   const bool post_norms = hp.arch == Arch::gemma3;
   const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab, Q = hp.q_dim(), KV = hp.kv_dim();
 
@@ -84,7 +102,26 @@ Expected<ModelWeights> bind_weights(const gguf::File& file, Backend& backend, co
     LayerWeights& L = w.layers[size_t(il)];
     const std::string p = "blk." + std::to_string(il) + ".";
     ANVIL_RETURN_IF_ERROR(b.vector(p + "attn_norm.weight", E, L.attn_norm));
-    ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_q.weight", Q, E, L.wq));
+    if (qwen35) {
+      ANVIL_RETURN_IF_ERROR(b.vector(p + "post_attention_norm.weight", E, L.ffn_norm));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ffn_gate.weight", F, E, L.ffn_gate));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ffn_up.weight", F, E, L.ffn_up));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ffn_down.weight", E, F, L.ffn_down));
+    }
+    if (hp.is_recurrent_layer(il)) {
+      const int64_t C = hp.ssm_conv_channels(), VD = hp.ssm_v_dim(), NV = hp.ssm_n_v_heads;
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_qkv.weight", C, E, L.ssm_qkv));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_gate.weight", VD, E, L.ssm_z));
+      ANVIL_RETURN_IF_ERROR(b.f32_matrix(p + "ssm_conv1d.weight", C, hp.ssm_conv_kernel, L.ssm_conv1d));
+      ANVIL_RETURN_IF_ERROR(b.vector(p + "ssm_dt.bias", NV, L.ssm_dt));
+      ANVIL_RETURN_IF_ERROR(b.vector(p + "ssm_a", NV, L.ssm_a));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ssm_beta.weight", NV, E, L.ssm_beta));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ssm_alpha.weight", NV, E, L.ssm_alpha));
+      ANVIL_RETURN_IF_ERROR(b.vector(p + "ssm_norm.weight", hp.ssm_d_v, L.ssm_norm));
+      ANVIL_RETURN_IF_ERROR(b.matrix(p + "ssm_out.weight", E, VD, L.ssm_out));
+      continue;
+    }
+    ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_q.weight", qwen35 ? 2 * Q : Q, E, L.wq));
     ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_k.weight", KV, E, L.wk));
     ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_v.weight", KV, E, L.wv));
     ANVIL_RETURN_IF_ERROR(b.matrix(p + "attn_output.weight", E, Q, L.wo));
@@ -98,6 +135,7 @@ Expected<ModelWeights> bind_weights(const gguf::File& file, Backend& backend, co
       ANVIL_RETURN_IF_ERROR(b.vector(p + "attn_k_norm.weight", hp.head_dim, L.k_norm));
     }
     if (post_norms) ANVIL_RETURN_IF_ERROR(b.vector(p + "post_attention_norm.weight", E, L.post_attention_norm));
+    if (qwen35) continue;  // its FFN weights are bound above
     ANVIL_RETURN_IF_ERROR(b.vector(p + "ffn_norm.weight", E, L.ffn_norm));
     ANVIL_RETURN_IF_ERROR(b.matrix(p + "ffn_gate.weight", F, E, L.ffn_gate));
     ANVIL_RETURN_IF_ERROR(b.matrix(p + "ffn_up.weight", F, E, L.ffn_up));

@@ -1,10 +1,15 @@
 // Engine invariants on tiny synthetic models (make-test-model), CPU backend:
 //   - a sequence's greedy tokens are the same alone and inside a batch of 4 mixed-length
 //     sequences whose prefill chunks and decode tokens share steps;
-//   - logits computed over prefix-cached (shared) KV pages equal those computed without sharing;
+//   - logits computed over prefix-cached (shared) KV pages equal those computed without sharing
+//     (hybrid models with recurrent layers: sharing is off, and the results are still equal);
 //   - prefill in one chunk, in several chunks and token by token give the same logits;
 //   - every KV page is back in the pool when the sessions are gone (pool invariants hold);
-//   - bad token ids and context overflow are errors, not crashes.
+//   - bad token ids and context overflow are errors, not crashes;
+//   - Qwen3.5 (Gated DeltaNet hybrid): a chunked prefill (three 64-token chunks) gives the same
+//     logits as token-by-token recurrent decode; state slots are taken per session, given back
+//     at its end, zeroed on reuse (a reused slot gives the same logits as a fresh engine), and
+//     running out of them is an error.
 #include <unistd.h>
 
 #include <algorithm>
@@ -165,12 +170,18 @@ TEST_P(EngineArch, SharedPrefixLogitsEqualUnshared) {
   };
   const std::vector<int32_t> x = with({301, 302, 303}), y = with({401, 402});
 
+  // A hybrid model's recurrent state cannot be restored from cached pages: sharing is off.
+  const bool hybrid = shared->hparams().has_recurrent_layers();
+  const int64_t min_hits = hybrid ? 0 : 32;
+  EXPECT_EQ(shared->options().prefix_caching, !hybrid);
+
   auto first = shared->new_session(kGreedy).value();
   ASSERT_TRUE(first->prefill(x).has_value());
   auto second = shared->new_session(kGreedy).value();
   auto got = second->prefill(y);
   ASSERT_TRUE(got.has_value()) << got.status().to_string();
-  EXPECT_GE(shared->kv_stats().n_prefix_hit_tokens, 32) << "the second prompt did not reuse the first one's pages";
+  EXPECT_GE(shared->kv_stats().n_prefix_hit_tokens, min_hits) << "the second prompt did not reuse the first one's pages";
+  if (hybrid) EXPECT_EQ(shared->kv_stats().n_prefix_hit_tokens, 0);
   EXPECT_EQ(second->n_past(), int32_t(y.size()));
 
   auto ref = unshared->new_session(kGreedy).value();
@@ -189,7 +200,8 @@ TEST_P(EngineArch, SharedPrefixLogitsEqualUnshared) {
   auto third = shared->new_session(kGreedy).value();
   auto again = third->prefill(x);
   ASSERT_TRUE(again.has_value());
-  EXPECT_GE(shared->kv_stats().n_prefix_hit_tokens - hits, 32);
+  EXPECT_GE(shared->kv_stats().n_prefix_hit_tokens - hits, min_hits);
+  if (hybrid) EXPECT_EQ(shared->kv_stats().n_prefix_hit_tokens, 0);
   auto ref_x = unshared->new_session(kGreedy).value();
   EXPECT_LE(rel_diff(*again, ref_x->prefill(x).value()), 1e-5);
 
@@ -199,7 +211,8 @@ TEST_P(EngineArch, SharedPrefixLogitsEqualUnshared) {
 }
 
 TEST_P(EngineArch, ChunkedPrefillMatchesOneChunkAndTokenByToken) {
-  auto whole = open(GetParam(), {.max_step_tokens = 512, .prefix_caching = false});
+  // n_parallel 3: `whole` holds three live sessions (a hybrid model has one state slot each)
+  auto whole = open(GetParam(), {.n_parallel = 3, .max_step_tokens = 512, .prefix_caching = false});
   auto chunked = open(GetParam(), {.max_step_tokens = 7, .prefix_caching = false});
   ASSERT_TRUE(whole && chunked);
   const int32_t V = whole->n_vocab();
@@ -242,8 +255,81 @@ TEST_P(EngineArch, ChunkedPrefillMatchesOneChunkAndTokenByToken) {
   expect_pool_drained(*chunked);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, EngineArch, ::testing::Values("tiny-qwen2", "tiny-gemma3"),
+INSTANTIATE_TEST_SUITE_P(Tiny, EngineArch, ::testing::Values("tiny-qwen2", "tiny-gemma3", "tiny-qwen35"),
                          [](const auto& info) { return std::string(info.param).substr(5); });
+
+TEST(EngineQwen35, ChunkedPrefillMatchesTokenByTokenDecode) {
+  // 150 tokens in one step: the DeltaNet layers run the chunked form over chunks of 64, 64, 22;
+  // token by token they run the recurrent form, carrying the state through 150 steps.
+  auto e = open("tiny-qwen35", {.n_parallel = 2, .max_step_tokens = 512});
+  ASSERT_TRUE(e);
+  ASSERT_TRUE(e->hparams().has_recurrent_layers());
+  const int32_t V = e->n_vocab();
+  const std::vector<int32_t> prompt = tokens(150, 11, V);
+  auto a = e->new_session(kGreedy).value();
+  auto whole = a->eval_all(prompt);
+  ASSERT_TRUE(whole.has_value()) << whole.status().to_string();
+  auto b = e->new_session(kGreedy).value();
+  std::vector<float> single;
+  for (int32_t t : prompt) {
+    auto l = b->prefill(std::span(&t, 1));
+    ASSERT_TRUE(l.has_value()) << l.status().to_string();
+    single.insert(single.end(), l->begin(), l->end());
+  }
+  EXPECT_LE(rel_diff(single, *whole), 1e-4);
+  // and the two sessions keep decoding alike on their carried states
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(a->decode_step().value(), b->decode_step().value()) << "step " << i;
+    EXPECT_LE(rel_diff(a->last_logits(), b->last_logits()), 1e-4) << "step " << i;
+  }
+  a.reset(), b.reset();
+  expect_pool_drained(*e);
+}
+
+TEST(EngineQwen35, StateSlotsPerSessionFreedAndZeroedOnReuse) {
+  auto e = open("tiny-qwen35", {.n_parallel = 2});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->state_slots().n_slots(), 2);
+  const int32_t V = e->n_vocab();
+  const std::vector<int32_t> p1 = tokens(30, 5, V), p2 = tokens(20, 6, V);
+
+  // Reference logits from a fresh engine (slots never used).
+  std::vector<float> want;
+  {
+    auto fresh = open("tiny-qwen35", {.n_parallel = 1});
+    ASSERT_TRUE(fresh);
+    want = fresh->new_session(kGreedy).value()->prefill(p2).value();
+  }
+
+  auto s1 = e->new_session(kGreedy).value();
+  auto s2 = e->new_session(kGreedy).value();
+  EXPECT_EQ(e->state_slots().n_free(), 2) << "a slot is taken at the first step, not at new_session";
+  ASSERT_TRUE(s1->prefill(p1).has_value());
+  ASSERT_TRUE(s2->prefill(p1).has_value());
+  EXPECT_EQ(e->state_slots().n_free(), 0);
+
+  // A third session finds no slot: an error, and the others are unaffected.
+  auto s3 = e->new_session(kGreedy).value();
+  auto r = s3->prefill(p2);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.status().code(), StatusCode::out_of_memory) << r.status().to_string();
+  s3.reset();
+
+  // s1 ends; its slot (holding p1's state) goes to a new session, which must start from zero.
+  s1.reset();
+  EXPECT_EQ(e->state_slots().n_free(), 1);
+  auto s4 = e->new_session(kGreedy).value();
+  auto got = s4->prefill(p2);
+  ASSERT_TRUE(got.has_value()) << got.status().to_string();
+  EXPECT_LE(rel_diff(*got, want), 1e-6);
+  // reset() gives the slot back and the session starts over from zero state too.
+  s4->reset();
+  EXPECT_EQ(e->state_slots().n_free(), 1);
+  EXPECT_LE(rel_diff(s4->prefill(p2).value(), want), 1e-6);
+  s2.reset(), s4.reset();
+  EXPECT_EQ(e->state_slots().n_free(), 2);
+  expect_pool_drained(*e);
+}
 
 TEST(EngineErrors, BadTokenIdAndContextOverflowAreErrors) {
   auto e = open("tiny-qwen3", {.n_ctx = 32, .prefix_caching = false});
