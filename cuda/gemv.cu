@@ -1,0 +1,151 @@
+// launch_gemv: validation, activation quantization, and the choice of kernel per weight type and
+// token count. The kernels are in gemv_q4k.cu / gemv_q6k.cu / gemv_q8_0.cu over the skeleton in
+// gemv_kernel.cuh.
+#include "cuda/gemv.h"
+
+#include <algorithm>
+
+#include "cuda/check.h"
+#include "cuda/gemv_kernel.cuh"
+
+namespace anvil::cuda {
+namespace {
+
+using gemv_detail::ActQ8;
+using gemv_detail::KernelArgs;
+
+constexpr int kMaxTokensPerPass = 8;
+constexpr int kActBlock = 32;  // values per activation scale
+
+// One warp per 32 activations: scale by the block's max |x| to int8 (round to nearest even) and
+// store (d, d * sum q) beside the quants. The same rounding as quantize_row_q8_1 in ggml.
+__global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride, int64_t in, int64_t total_blocks,
+                                   int8_t* __restrict__ q, float2* __restrict__ ds) {
+  const int64_t blk = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (blk >= total_blocks) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t per_token = in / kActBlock;
+  const int64_t t = blk / per_token, j = blk % per_token;
+  const float v = x[t * x_stride + j * kActBlock + lane];
+  float amax = fabsf(v);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int qi = __float2int_rn(v * id);
+  int sum = qi;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  q[t * in + j * kActBlock + lane] = static_cast<int8_t>(qi);
+  if (lane == 0) ds[t * per_token + j] = make_float2(d, d * float(sum));
+}
+
+size_t align16(size_t v) { return (v + 15) & ~size_t(15); }
+
+ActQ8 activation_view(const GemvParams& p) {
+  auto* base = static_cast<uint8_t*>(p.scratch);
+  return {reinterpret_cast<const int8_t*>(base),
+          reinterpret_cast<const float2*>(base + align16(size_t(p.n) * size_t(p.in))), p.in};
+}
+
+struct TypeInfo {
+  int block_values;
+  int block_bytes;
+  int weight_align;  // bytes the kernel's widest weight load needs
+};
+
+Expected<TypeInfo> type_info(DType t) {
+  switch (t) {
+    case DType::Q4_K: return TypeInfo{256, 144, 16};
+    case DType::Q6_K: return TypeInfo{256, 210, 2};
+    case DType::Q8_0: return TypeInfo{32, 34, 2};
+    default: return make_error(StatusCode::unsupported, "gemv: weight type ", dtype_name(t), " has no CUDA GEMV");
+  }
+}
+
+Status validate(const GemvParams& p) {
+  auto info = type_info(p.weight_type);
+  if (!info) return info.status();
+  if (!p.weight || !p.x || !p.y || !p.scratch) return make_error(StatusCode::invalid_argument, "gemv: null pointer");
+  if (p.n < 1) return make_error(StatusCode::invalid_argument, "gemv: n = ", p.n);
+  if (p.out < 1 || p.in < 1 || p.in % info->block_values != 0)
+    return make_error(StatusCode::invalid_argument, "gemv: in = ", p.in, " must be a positive multiple of ",
+                      info->block_values, "; out = ", p.out);
+  const int64_t row_bytes = p.in / info->block_values * info->block_bytes;
+  if (p.weight_row_stride < row_bytes || p.weight_row_stride % info->weight_align != 0)
+    return make_error(StatusCode::invalid_argument, "gemv: weight_row_stride ", p.weight_row_stride, " < ", row_bytes,
+                      " or not a multiple of ", info->weight_align);
+  if (reinterpret_cast<uintptr_t>(p.weight) % info->weight_align != 0)
+    return make_error(StatusCode::invalid_argument, "gemv: weights not ", info->weight_align, "-byte aligned");
+  if (p.x_stride < p.in || p.y_stride < p.out)
+    return make_error(StatusCode::invalid_argument, "gemv: x_stride ", p.x_stride, " < in or y_stride ", p.y_stride,
+                      " < out");
+  if (reinterpret_cast<uintptr_t>(p.scratch) % 16 != 0 || p.scratch_bytes < gemv_scratch_bytes(p.n, p.in))
+    return make_error(StatusCode::invalid_argument, "gemv: scratch must be 16-byte aligned and hold ",
+                      gemv_scratch_bytes(p.n, p.in), " bytes (has ", p.scratch_bytes, ")");
+  if (p.rows_per_warp != 0 && p.rows_per_warp != 1 && p.rows_per_warp != 2 && p.rows_per_warp != 4)
+    return make_error(StatusCode::invalid_argument, "gemv: rows_per_warp ", p.rows_per_warp, " not 0, 1, 2 or 4");
+  return Status::ok();
+}
+
+// Rows per warp when the caller leaves it to us, from one bench-cuda-gemv run on the H100
+// (bench/NOTES.md). 2 is best or within ~5% in most rows. Few output rows (down, 2560) leave
+// too few warps with 2: 1 row per warp measured 11.6 vs 13.3 us (Q4_K n = 1) and 14.7 vs
+// 19.2 us (Q6_K). Many rows and n >= 3 favour 4 rows sharing each activation load (Q6_K LM head
+// n = 8: 304 vs 360 us), but not for Q4_K (7B gate/up n = 8: 47.1 vs 40.8 us).
+int default_rows_per_warp(DType t, int n, int64_t out) {
+  if (out < 4096 && n <= 2) return 1;
+  if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;
+  return 2;
+}
+
+}  // namespace
+
+size_t gemv_scratch_bytes(int n, int64_t in) {
+  if (n < 1 || in < 1) return 0;
+  return align16(size_t(n) * size_t(in)) + size_t(n) * size_t(in / kActBlock) * sizeof(float2);
+}
+
+Status launch_gemv_quantize_activations(const GemvParams& p, cudaStream_t stream) {
+  ANVIL_RETURN_IF_ERROR(validate(p));
+  const ActQ8 act = activation_view(p);
+  const int64_t total_blocks = int64_t(p.n) * (p.in / kActBlock);
+  const int warps_per_cta = 8;
+  const int64_t ctas = (total_blocks + warps_per_cta - 1) / warps_per_cta;
+  quantize_q8_kernel<<<dim3(unsigned(ctas)), dim3(32 * warps_per_cta), 0, stream>>>(
+      p.x, p.x_stride, p.in, total_blocks, const_cast<int8_t*>(act.q), const_cast<float2*>(act.ds));
+  ANVIL_CUDA_CHECK_LAUNCH("quantize_q8_kernel");
+  return Status::ok();
+}
+
+Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream) {
+  ANVIL_RETURN_IF_ERROR(validate(p));
+  const TypeInfo info = type_info(p.weight_type).value();  // validate() checked the type
+  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : default_rows_per_warp(p.weight_type, p.n, p.out);
+  const ActQ8 act = activation_view(p);
+  for (int t0 = 0; t0 < p.n; t0 += kMaxTokensPerPass) {
+    const int nt = std::min(kMaxTokensPerPass, p.n - t0);
+    KernelArgs a;
+    a.weight = static_cast<const uint8_t*>(p.weight);
+    a.row_stride = p.weight_row_stride;
+    a.out = p.out;
+    a.blocks_per_row = int(p.in / info.block_values);
+    a.act = {act.q + int64_t(t0) * p.in, act.ds + int64_t(t0) * (p.in / kActBlock), p.in};
+    a.y = p.y + int64_t(t0) * p.y_stride;
+    a.y_stride = p.y_stride;
+    switch (p.weight_type) {
+      case DType::Q4_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q4k(a, nt, rows_per_warp, stream)); break;
+      case DType::Q6_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q6k(a, nt, rows_per_warp, stream)); break;
+      case DType::Q8_0: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q8_0(a, nt, rows_per_warp, stream)); break;
+      default: return make_error(StatusCode::unsupported, "gemv: ", dtype_name(p.weight_type));
+    }
+  }
+  return Status::ok();
+}
+
+Status launch_gemv(const GemvParams& p, cudaStream_t stream) {
+  ANVIL_RETURN_IF_ERROR(launch_gemv_quantize_activations(p, stream));
+  return launch_gemv_prequantized(p, stream);
+}
+
+}  // namespace anvil::cuda

@@ -1,0 +1,131 @@
+// The GEMV kernel skeleton shared by the weight types (cuda/gemv_q4k.cu, gemv_q6k.cu,
+// gemv_q8_0.cu). Each type supplies a "slot" policy: a weight block is split into kSlots
+// equal slices (one lane each), and the policy loads a slice, decodes it into int8 words +
+// float scales, loads the matching slice of one token's quantized activations, and returns
+// their dot product. The skeleton owns the work split:
+//   - a warp owns R consecutive rows; its 32 lanes walk the slices of those rows' blocks with
+//     stride 32, so a warp reads R contiguous row segments with wide coalesced loads;
+//   - per slice, the R rows' weights are loaded first (R independent loads in flight), then each
+//     of the N tokens' activations is loaded once and used for all R rows (activation traffic
+//     from L1 drops by R; N tokens share each weight load);
+//   - the lanes' partial sums are reduced with shuffles and lane r * N + t stores (r, t).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "cuda/check.h"
+
+namespace anvil::cuda::gemv_detail {
+
+// Activations quantized per 32 values, token t at q + t * in and ds + t * (in / 32):
+// q int8 [n, in], ds = (d, d * sum of the 32 quants) per block, x ~= d * q.
+struct ActQ8 {
+  const int8_t* q;
+  const float2* ds;
+  int64_t in;
+};
+
+struct KernelArgs {
+  const uint8_t* weight;
+  int64_t row_stride;      // bytes
+  int64_t out;             // rows
+  int blocks_per_row;
+  ActQ8 act;
+  float* y;
+  int64_t y_stride;
+};
+
+constexpr int kWarpsPerBlock = 4;
+
+// One warp per R rows; no persistence or cross-round prefetch: a persistent-grid version that
+// loaded the next round's weights before computing the current one measured 3-4% slower at
+// n = 1 (bench/NOTES.md), so the simple form stays.
+template <class Slot, int N, int R>
+__global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * R;
+  if (row0 >= a.out) return;
+
+  // Rows past the end (out not a multiple of R) re-read the last row and are never stored.
+  const uint8_t* rows[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rows[r] = a.weight + min(row0 + r, a.out - 1) * a.row_stride;
+
+  float acc[R][N];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
+
+  const int slices = a.blocks_per_row * Slot::kSlots;
+  for (int s = lane; s < slices; s += 32) {
+    const int b = s / Slot::kSlots, part = s % Slot::kSlots;
+    typename Slot::Raw raw[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) raw[r] = Slot::load(rows[r] + int64_t(b) * Slot::kBytes, part);
+    typename Slot::Weights w[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) w[r] = Slot::decode(raw[r], part);
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      const typename Slot::Acts x = Slot::load_acts(a.act, t, b, part);
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r][t] += Slot::dot(w[r], x);
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+      float v = acc[r][t];
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+      if (lane == (r * N + t) % 32 && row0 + r < a.out) a.y[t * a.y_stride + row0 + r] = v;
+    }
+}
+
+template <class Slot, int N, int R>
+Status launch_rows(const KernelArgs& a, cudaStream_t stream) {
+  const int64_t warps = (a.out + R - 1) / R;
+  const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  gemv_kernel<Slot, N, R><<<dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0, stream>>>(a);
+  ANVIL_CUDA_CHECK_LAUNCH("gemv_kernel");
+  return Status::ok();
+}
+
+template <class Slot, int N>
+Status launch_n(const KernelArgs& a, int rows_per_warp, cudaStream_t stream) {
+  switch (rows_per_warp) {
+    case 1: return launch_rows<Slot, N, 1>(a, stream);
+    case 2: return launch_rows<Slot, N, 2>(a, stream);
+    case 4: return launch_rows<Slot, N, 4>(a, stream);
+    default: return make_error(StatusCode::invalid_argument, "gemv: rows_per_warp ", rows_per_warp, " not 1, 2 or 4");
+  }
+}
+
+// n in 1..8 (the caller splits larger batches).
+template <class Slot>
+Status launch_slots(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
+  switch (n) {
+    case 1: return launch_n<Slot, 1>(a, rows_per_warp, stream);
+    case 2: return launch_n<Slot, 2>(a, rows_per_warp, stream);
+    case 3: return launch_n<Slot, 3>(a, rows_per_warp, stream);
+    case 4: return launch_n<Slot, 4>(a, rows_per_warp, stream);
+    case 5: return launch_n<Slot, 5>(a, rows_per_warp, stream);
+    case 6: return launch_n<Slot, 6>(a, rows_per_warp, stream);
+    case 7: return launch_n<Slot, 7>(a, rows_per_warp, stream);
+    case 8: return launch_n<Slot, 8>(a, rows_per_warp, stream);
+    default: return make_error(StatusCode::internal, "gemv: ", n, " tokens in one pass (1..8)");
+  }
+}
+
+// Per-type entry points (one .cu each).
+Status launch_q4k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
+Status launch_q6k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
+Status launch_q8_0(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
+
+}  // namespace anvil::cuda::gemv_detail

@@ -1,0 +1,84 @@
+// Q4_K GEMV: the slot policy for cuda/gemv_kernel.cuh.
+//
+// A 144-byte Q4_K block is 16 bytes of header (d, dmin, 12 bytes of 6-bit scales/mins) and 128
+// bytes of nibbles. Slot p (0..7) is qs bytes 16p..16p+15: chunk c = p / 2, positions
+// l = 16 (p % 2) + 0..15 of that chunk, i.e. 16 values of sub-block 2c (low nibbles) and 16 of
+// sub-block 2c + 1 (high nibbles). Both its loads (header, qs slice) are aligned 16-byte loads.
+//
+// With activation block j (32 values, scale da_j, sa_j = da_j * sum q_j):
+//   sum_i w_i x_i = d sc_j da_j (q . qa)_j - dmin m_j sa_j
+// The two slots that share sub-block j each add half of the min term (their halves of
+// (q . qa)_j are disjoint, the min term is not), which keeps the activation layout at one sum
+// per 32 values.
+#include "cuda/gemv_kernel.cuh"
+#include "cuda/quant_blocks.cuh"
+
+namespace anvil::cuda::gemv_detail {
+namespace {
+
+struct Q4KSlot {
+  static constexpr int kSlots = 8;
+  static constexpr int kBytes = qblk::kQ4KBytes;
+
+  struct Raw {
+    uint4 header, qs;
+  };
+  struct Weights {
+    int lo[4], hi[4];      // quants of sub-blocks 2c, 2c + 1 as int8 lanes
+    float dsc0, dsc1;      // d * scale
+    float half_dm0, half_dm1;  // dmin * min / 2 (see the file comment)
+  };
+  struct Acts {
+    int4 q0, q1;  // the 16 activation quants matching lo / hi
+    float4 ds;    // (da, sa) of activation blocks 2c and 2c + 1
+  };
+
+  __device__ static Raw load(const uint8_t* blk, int part) {
+    return {qblk::load_16(blk), qblk::load_16(blk + 16 + 16 * part)};
+  }
+
+  __device__ static Weights decode(const Raw& r, int part) {
+    const qblk::Q4KScales s = qblk::q4k_chunk_scales(r.header, part / 2);
+    const float d = qblk::half_bits_to_float(r.header.x), dmin = qblk::half_bits_to_float(r.header.x >> 16);
+    Weights w;
+    const uint32_t words[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      w.lo[i] = qblk::low_nibbles(words[i]);
+      w.hi[i] = qblk::high_nibbles(words[i]);
+    }
+    w.dsc0 = d * float(s.sc0);
+    w.dsc1 = d * float(s.sc1);
+    w.half_dm0 = 0.5f * dmin * float(s.m0);
+    w.half_dm1 = 0.5f * dmin * float(s.m1);
+    return w;
+  }
+
+  __device__ static Acts load_acts(const ActQ8& act, int t, int b, int part) {
+    const int c = part / 2;
+    const int8_t* q = act.q + t * act.in + int64_t(b) * 256 + 64 * c + 16 * (part % 2);
+    const float2* ds = act.ds + t * (act.in / 32) + int64_t(b) * 8 + 2 * c;
+    return {*reinterpret_cast<const int4*>(q), *reinterpret_cast<const int4*>(q + 32),
+            *reinterpret_cast<const float4*>(ds)};
+  }
+
+  __device__ static float dot(const Weights& w, const Acts& x) {
+    int d0 = __dp4a(w.lo[0], x.q0.x, 0);
+    d0 = __dp4a(w.lo[1], x.q0.y, d0);
+    d0 = __dp4a(w.lo[2], x.q0.z, d0);
+    d0 = __dp4a(w.lo[3], x.q0.w, d0);
+    int d1 = __dp4a(w.hi[0], x.q1.x, 0);
+    d1 = __dp4a(w.hi[1], x.q1.y, d1);
+    d1 = __dp4a(w.hi[2], x.q1.z, d1);
+    d1 = __dp4a(w.hi[3], x.q1.w, d1);
+    return w.dsc0 * x.ds.x * float(d0) + w.dsc1 * x.ds.z * float(d1) - (w.half_dm0 * x.ds.y + w.half_dm1 * x.ds.w);
+  }
+};
+
+}  // namespace
+
+Status launch_q4k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
+  return launch_slots<Q4KSlot>(a, n, rows_per_warp, stream);
+}
+
+}  // namespace anvil::cuda::gemv_detail
