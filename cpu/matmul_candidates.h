@@ -9,7 +9,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
-#include "cpu/registry.h"
+#include "core/registry.h"
 
 namespace anvil::cpu {
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "cpu/registry.h"
+#include "core/registry.h"
 
 namespace anvil {
 namespace {

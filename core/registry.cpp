@@ -1,4 +1,4 @@
-#include "cpu/registry.h"
+#include "core/registry.h"
 
 #include <xxhash.h>
 

@@ -11,7 +11,7 @@
 //                               when it supports the shape (else a warning and the usual path)
 //   ANVIL_TUNE_CACHE=path       the tuning file to read and write
 //
-// Generic (nothing CPU-specific); it lives in cpu/ until core/ links xxhash + nlohmann-json.
+// Generic: each backend registers its candidates and says what identifies its device.
 #pragma once
 
 #include <cstdint>
