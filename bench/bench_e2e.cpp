@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "core/engine.h"
 #include "core/session.h"
 
@@ -104,11 +105,11 @@ Result bench_tg(Engine& engine, int32_t n_gen, int32_t batch, int reps, std::mt1
 
 int main(int argc, char** argv) {
   CLI::App app{"bench-e2e: prompt processing (pp) and generation (tg) tokens/s of a model, like llama-bench"};
-  std::string model, backend = "cpu", json_path;
+  std::string model, backend = "auto", json_path;
   std::vector<int32_t> pps = {512}, tgs = {128}, batches = {1};
   int reps = 3, threads = 0;
   app.add_option("-m,--model", model, "GGUF model file")->required()->check(CLI::ExistingFile);
-  app.add_option("--backend", backend, "Backend")->check(CLI::IsMember({"cpu"}));
+  app.add_option("--backend", backend, tools::backend_help())->check(tools::backend_validator());
   app.add_option("-p,--n-prompt", pps, "Prompt lengths for pp tests (0 to skip)");
   app.add_option("-n,--n-gen", tgs, "Generated tokens for tg tests (0 to skip)");
   app.add_option("-b,--batch", batches, "Concurrent sessions for tg tests (aggregate tokens/s)");
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
       if (n > 0 && b > 0) results.push_back(bench_tg(*engine, n, b, reps, rng));
 
   const auto& hp = engine->hparams();
+  backend = engine->backend().name();
   std::printf("| model | arch | backend | threads | test | t/s |\n|---|---|---|---:|---|---:|\n");
   for (const auto& r : results)
     std::printf("| %s | %s | %s | %d | %s | %.2f ± %.2f |\n", model.substr(model.find_last_of('/') + 1).c_str(),

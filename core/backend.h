@@ -16,7 +16,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -54,7 +56,21 @@ struct DeviceStep {
   const int32_t* logit_rows = nullptr;       // [n_logit_rows]
   int32_t n_logit_rows = 0;
   std::shared_ptr<void> storage;  // keeps the arrays alive
+  // The same step with every array in host memory, for host-side checks and launch decisions
+  // of a backend whose arrays above live in device memory; null when they are host memory
+  // already (the CPU backend).
+  std::shared_ptr<const DeviceStep> host;
 };
+
+// The step as host arrays: what a backend's validation and host-side logic read.
+inline const DeviceStep& host_step(const DeviceStep& s) { return s.host ? *s.host : s; }
+
+// Validates a StepBatch (token ranges, positions, block tables covering every position, int32
+// limits) and packs it into host arrays: the CPU backend's prepare_step, and what the device
+// backends copy to their memory. Errors: invalid_argument naming the sequence or token.
+// block_table_width > 0 pads every block table row to at least that many columns (-1), so
+// steps of nearby context lengths share one DeviceStep::max_blocks (and one captured graph).
+Expected<DeviceStep> make_host_step(const StepBatch& batch, int32_t block_table_width = 0);
 
 enum class RopeMode {
   normal,  // GPT-J/llama style: rotate pairs (2i, 2i+1)
@@ -137,7 +153,25 @@ class Backend {
   virtual Status copy_from_host(Tensor dst, const void* src) = 0;  // whole tensor, contiguous src
   virtual Status copy_to_host(void* dst, const Tensor& src) = 0;
   virtual Status synchronize() = 0;
+  // Free and total bytes of the backend's memory, for fit checks before a model is loaded;
+  // nullopt where the backend does not manage a fixed pool (the CPU: host memory).
+  struct MemoryInfo {
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+  };
+  virtual std::optional<MemoryInfo> memory_info() { return std::nullopt; }
   virtual Expected<DeviceStep> prepare_step(const StepBatch& batch) = 0;
+
+  // Runs `forward` (one model step over the DeviceStep last prepared) and returns its output.
+  // A backend with graph capture (CUDA) may record the ops under `key` and, for a later step
+  // with the same key, replay the recording instead of calling `forward`: the caller promises
+  // that equal keys mean an identical sequence of ops on identical shapes and buffers, with
+  // only DeviceStep array contents differing (core/engine.cpp keys decode steps by their
+  // shape). key 0: never record.
+  virtual Expected<Tensor> run_step(uint64_t key, const std::function<Expected<Tensor>()>& forward) {
+    (void)key;
+    return forward();
+  }
 
   // ---- ops
   // out[t] = dequantized row ids[t] of table (DeviceStep::tokens).

@@ -6,16 +6,13 @@
 
 #include "core/log.h"
 #include "core/session.h"
-#include "cpu/backend.h"
+#include "core/backend_factory.h"
 
 namespace anvil {
 
 namespace {
 
-Expected<std::unique_ptr<Backend>> make_backend(const EngineOptions& o) {
-  if (o.backend == "cpu") return cpu::make_backend(o.n_threads);
-  return make_error(StatusCode::unsupported, "backend '", o.backend, "' is not available (this build has: cpu)");
-}
+size_t kv_element_bytes(DType t) { return t == DType::F16 ? 2 : 4; }
 
 }  // namespace
 
@@ -32,9 +29,21 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
   if (!file) return file.status();
   e->file_ = std::make_unique<gguf::File>(std::move(*file));
 
-  auto backend = make_backend(options);
+  auto backend = open_backend(options.backend, options.n_threads);
   if (!backend) return backend.status();
   e->backend_ = std::move(*backend);
+  if (!e->options_.kv_type) e->options_.kv_type = e->backend_->kind() == DeviceKind::cpu ? DType::F32 : DType::F16;
+  if (*e->options_.kv_type != DType::F32 && *e->options_.kv_type != DType::F16)
+    return make_error(StatusCode::invalid_argument, "engine options: the KV cache type must be F32 or F16, not ",
+                      dtype_name(*e->options_.kv_type));
+  {
+    // Fit check before the first upload: a model that cannot fit fails with the numbers.
+    auto hp = models::read_hparams(*e->file_);
+    if (!hp) return hp.status();
+    if (e->options_.n_ctx == 0) e->options_.n_ctx = std::min(hp->n_ctx_train, 4096);
+    e->model_hp_for_fit_ = *hp;
+    ANVIL_RETURN_IF_ERROR(e->check_memory_fit());
+  }
 
   auto model = models::Model::load(*e->file_, *e->backend_, options.load);
   if (!model) return model.status();
@@ -47,7 +56,6 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
     e->tokenizer_error_ = tok.status().to_string();
 
   const models::HParams& hp = e->hparams();
-  if (e->options_.n_ctx == 0) e->options_.n_ctx = std::min(hp.n_ctx_train, 4096);
   // Cached KV pages cannot restore a recurrent layer's state (engine.h): no prefix sharing.
   if (hp.has_recurrent_layers()) e->options_.prefix_caching = false;
   e->ws_ = std::make_unique<models::Workspace>(*e->backend_);
@@ -56,16 +64,49 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
   return e;
 }
 
+int64_t Engine::kv_pool_pages() const {
+  return int64_t(kvcache::BlockTable::pages_for(options_.n_ctx, options_.page_size)) * options_.n_parallel;
+}
+
+Status Engine::check_memory_fit() const {
+  const auto mem = backend_->memory_info();
+  if (!mem) return Status::ok();
+  const models::HParams& hp = model_hp_for_fit_;
+  uint64_t weights = 0;
+  for (const gguf::TensorInfo& t : file_->tensors()) weights += t.size;
+  int64_t attn_layers = 0;
+  for (int32_t il = 0; il < hp.n_layer; ++il) attn_layers += hp.is_recurrent_layer(il) ? 0 : 1;
+  const uint64_t kv = uint64_t(kv_pool_pages()) * uint64_t(options_.page_size) * uint64_t(hp.kv_dim()) *
+                      kv_element_bytes(*options_.kv_type) * 2 * uint64_t(attn_layers);
+  uint64_t state = 0;
+  if (hp.has_recurrent_layers())
+    state = uint64_t(options_.n_parallel) * uint64_t(hp.n_layer - attn_layers) * sizeof(float) *
+            (uint64_t(hp.ssm_conv_kernel - 1) * uint64_t(hp.ssm_conv_channels()) +
+             uint64_t(hp.ssm_n_v_heads) * uint64_t(hp.ssm_d_k) * uint64_t(hp.ssm_d_v));
+  // Activations and scratch: a step's workspace plus the dequantize tiles, bounded in practice.
+  const uint64_t reserve = uint64_t(512) << 20;
+  const uint64_t need = weights + kv + state + reserve;
+  if (need > mem->free_bytes)
+    return make_error(StatusCode::out_of_memory, backend_->name(), " has ", mem->free_bytes >> 20, " MiB free of ",
+                      mem->total_bytes >> 20, " MiB, but the model needs ", need >> 20, " MiB: weights ",
+                      weights >> 20, " MiB, KV pool ", kv >> 20, " MiB (", kv_pool_pages(), " pages of ",
+                      options_.page_size, " tokens, n_ctx ", options_.n_ctx, " x n_parallel ", options_.n_parallel,
+                      ", ", dtype_name(*options_.kv_type), "), recurrent state ", state >> 20, " MiB, ",
+                      reserve >> 20, " MiB for activations; lower --ctx or the number of parallel sessions");
+  return Status::ok();
+}
+
 Status Engine::allocate_kv() {
   const models::HParams& hp = hparams();
   const int32_t ps = options_.page_size;
-  const int64_t pages = int64_t(kvcache::BlockTable::pages_for(options_.n_ctx, ps)) * options_.n_parallel;
+  const int64_t pages = kv_pool_pages();
   if (pages > (int64_t(1) << 30) / ps)
     return make_error(StatusCode::invalid_argument, "engine options: a KV pool of ", pages, " pages of ", ps,
                       " tokens is too large");
   const int32_t n_pages = int32_t(pages);
   const size_t rows = size_t(n_pages) * size_t(ps);
-  const size_t bytes = rows * size_t(hp.kv_dim()) * sizeof(float);
+  const DType kv_type = *options_.kv_type;
+  const size_t bytes = rows * size_t(hp.kv_dim()) * kv_element_bytes(kv_type);
   log().debug("KV pool: {} pages x {} tokens, {} layers, {:.1f} MiB", n_pages, ps, hp.n_layer,
               2.0 * double(bytes) * hp.n_layer / (1 << 20));
   for (int32_t il = 0; il < hp.n_layer; ++il) {
@@ -77,7 +118,7 @@ Status Engine::allocate_kv() {
     for (Tensor* t : {&layer.k, &layer.v}) {
       auto buf = backend_->alloc(bytes);
       if (!buf) return buf.status();
-      *t = (*buf)->as_tensor(DType::F32, int64_t(rows), hp.kv_dim());
+      *t = (*buf)->as_tensor(kv_type, int64_t(rows), hp.kv_dim());
       kv_buffers_.push_back(std::move(*buf));
     }
     kv_layers_.push_back(layer);
@@ -220,7 +261,13 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
 
   auto step = backend_->prepare_step(batch);
   if (!step) return step.status();
-  auto logits = model_->forward(batch, *step, *ws_, kv_layers_, state_layers_);
+  // Decode steps (one token per sequence) of one shape run the same ops on the same buffers:
+  // the backend may record them once and replay (CUDA graphs). Prefill steps are not keyed.
+  uint64_t graph_key = 0;
+  if (std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const StepSequence& q) { return q.n_tokens == 1; }))
+    if (step->n_seqs < (1 << 20) && step->max_blocks < (1 << 22) && step->n_logit_rows < (1 << 21))
+      graph_key = (uint64_t(step->n_seqs) << 43 | uint64_t(step->max_blocks) << 21 | uint64_t(step->n_logit_rows)) + 1;
+  auto logits = backend_->run_step(graph_key, [&] { return model_->forward(batch, *step, *ws_, kv_layers_, state_layers_); });
   if (!logits) return logits.status();
   const size_t V = size_t(n_vocab());
   host_logits_.resize(size_t(logits->rows) * V);

@@ -51,12 +51,15 @@ namespace anvil {
 class Session;
 
 struct EngineOptions {
-  std::string backend = "cpu";
+  std::string backend = "cpu";    // "auto", "cpu", "cuda", "cuda:N" (core/backend_factory.h)
   int n_threads = 0;             // CPU backend threads; 0 = hardware concurrency
   int32_t n_ctx = 0;             // most tokens one session holds; 0 = min(context_length, 4096)
   int32_t n_parallel = 1;        // sessions the KV pool is sized for (each a full n_ctx)
   int32_t page_size = 16;        // tokens per KV page
   int32_t max_step_tokens = 512; // token budget of one forward step
+  // KV cache element type: F32 or F16; unset = F32 on the CPU (the oracle stays exact), F16 on
+  // GPUs (half the bytes attention reads).
+  std::optional<DType> kv_type;
   bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
                                  // for models with recurrent layers, see above)
   models::LoadOptions load;      // progress callback while binding weights
@@ -114,6 +117,9 @@ class Engine {
   friend class Session;
   Engine() = default;
   Status allocate_kv();
+  // Weights + KV pool + recurrent state against the backend's free memory, before allocating.
+  Status check_memory_fit() const;
+  int64_t kv_pool_pages() const;
   Status allocate_recurrent_state();
   // A state slot for a session's first step, zeroed if an earlier sequence used it.
   Expected<int32_t> acquire_state_slot();
@@ -134,6 +140,7 @@ class Engine {
   std::unique_ptr<kvcache::SlotPool> slots_;
   std::unique_ptr<kvcache::KvCache> kv_;
   std::vector<float> host_logits_;
+  models::HParams model_hp_for_fit_;  // read before the model loads, for check_memory_fit
 };
 
 }  // namespace anvil

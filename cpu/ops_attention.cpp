@@ -11,7 +11,7 @@
 
 #include "core/fp16.h"
 #include "cpu/backend.h"
-#include "cpu/ops_checks.h"
+#include "core/op_checks.h"
 
 namespace anvil::cpu {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "cpu/backend.h"
-#include "cpu/ops_checks.h"
+#include "core/op_checks.h"
 
 namespace anvil::cpu {
 namespace {

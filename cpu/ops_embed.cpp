@@ -2,7 +2,7 @@
 #include <algorithm>
 
 #include "cpu/backend.h"
-#include "cpu/ops_checks.h"
+#include "core/op_checks.h"
 #include "quant/quant.h"
 
 namespace anvil::cpu {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cpu/backend.h"
-#include "cpu/ops_checks.h"
+#include "core/op_checks.h"
 
 namespace anvil::cpu {
 

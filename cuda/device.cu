@@ -63,6 +63,9 @@ Status poison(void* device_ptr, size_t bytes, uint32_t pattern) {
   const int blocks = int(std::min<size_t>((words + threads - 1) / threads, 4096));
   poison_kernel<<<blocks, threads>>>(static_cast<uint32_t*>(device_ptr), words, pattern);
   ANVIL_CUDA_CHECK_LAUNCH("poison_kernel");
+  // The legacy stream does not order against backends' non-blocking streams: finish here, so
+  // the poison never lands after a copy or kernel the caller enqueues next.
+  ANVIL_CUDA_CHECK(cudaDeviceSynchronize());
   return Status::ok();
 }
 

@@ -1,6 +1,6 @@
 // launch_gemv: validation, activation quantization, and the choice of kernel per weight type and
-// token count. The kernels are in gemv_q4k.cu / gemv_q6k.cu / gemv_q8_0.cu over the skeleton in
-// gemv_kernel.cuh.
+// token count. The kernels are in gemv_q4k.cu / gemv_q5k.cu / gemv_q6k.cu / gemv_q8_0.cu over the
+// skeleton in gemv_kernel.cuh.
 #include "cuda/gemv.h"
 
 #include <algorithm>
@@ -57,6 +57,7 @@ struct TypeInfo {
 Expected<TypeInfo> type_info(DType t) {
   switch (t) {
     case DType::Q4_K: return TypeInfo{256, 144, 16};
+    case DType::Q5_K: return TypeInfo{256, 176, 16};
     case DType::Q6_K: return TypeInfo{256, 210, 2};
     case DType::Q8_0: return TypeInfo{32, 34, 2};
     default: return make_error(StatusCode::unsupported, "gemv: weight type ", dtype_name(t), " has no CUDA GEMV");
@@ -92,7 +93,8 @@ Status validate(const GemvParams& p) {
 // (bench/NOTES.md). 2 is best or within ~5% in most rows. Few output rows (down, 2560) leave
 // too few warps with 2: 1 row per warp measured 11.6 vs 13.3 us (Q4_K n = 1) and 14.7 vs
 // 19.2 us (Q6_K). Many rows and n >= 3 favour 4 rows sharing each activation load (Q6_K LM head
-// n = 8: 304 vs 360 us), but not for Q4_K (7B gate/up n = 8: 47.1 vs 40.8 us).
+// n = 8: 304 vs 360 us), but not for Q4_K (7B gate/up n = 8: 47.1 vs 40.8 us). Q5_K (same slot
+// split as Q4_K, 22% more bytes per block) takes Q4_K's choices; not yet measured.
 int default_rows_per_warp(DType t, int n, int64_t out) {
   if (out < 4096 && n <= 2) return 1;
   if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;
@@ -135,6 +137,7 @@ Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream) {
     a.y_stride = p.y_stride;
     switch (p.weight_type) {
       case DType::Q4_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q4k(a, nt, rows_per_warp, stream)); break;
+      case DType::Q5_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q5k(a, nt, rows_per_warp, stream)); break;
       case DType::Q6_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q6k(a, nt, rows_per_warp, stream)); break;
       case DType::Q8_0: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q8_0(a, nt, rows_per_warp, stream)); break;
       default: return make_error(StatusCode::unsupported, "gemv: ", dtype_name(p.weight_type));

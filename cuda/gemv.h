@@ -1,5 +1,5 @@
 // Quantized GEMV for decode: y[t, :] = W · x[t, :] for a few tokens t (n = 1..8 per pass; more
-// are done in passes of 8), W in GGUF block order (Q4_K, Q6_K, Q8_0; no repack).
+// are done in passes of 8), W in GGUF block order (Q4_K, Q5_K, Q6_K, Q8_0; no repack).
 //
 // How it runs (cuda/gemv.cu): the activations are first quantized to a Q8_1-style int8 layout
 // in `scratch` (per 32 values: int8 quants, an f32 scale d and d * sum of the quants), then one
@@ -21,7 +21,7 @@
 namespace anvil::cuda {
 
 struct GemvParams {
-  DType weight_type = DType::Q4_K;  // Q4_K, Q6_K or Q8_0
+  DType weight_type = DType::Q4_K;  // Q4_K, Q5_K, Q6_K or Q8_0
   const void* weight = nullptr;     // out rows of `in` elements, GGUF blocks, row-major
   int64_t weight_row_stride = 0;    // bytes between rows; >= row_bytes(type, in)
   int64_t in = 0;                   // elements per row (a multiple of the type's block size)
@@ -44,8 +44,8 @@ struct GemvParams {
 // Device bytes GemvParams::scratch must hold for n tokens of `in` elements.
 size_t gemv_scratch_bytes(int n, int64_t in);
 
-// Validates p (types, shapes, strides, alignment: Q4_K weights and row stride 16-byte aligned,
-// Q6_K / Q8_0 2-byte; scratch 16-byte aligned) and enqueues the quantize + GEMV kernels on
+// Validates p (types, shapes, strides, alignment: Q4_K / Q5_K weights and row stride 16-byte
+// aligned, Q6_K / Q8_0 2-byte; scratch 16-byte aligned) and enqueues the quantize + GEMV kernels on
 // `stream`. Errors: invalid_argument (bad shape, stride, pointer), unsupported (weight type).
 Status launch_gemv(const GemvParams& p, cudaStream_t stream);
 

@@ -1,5 +1,5 @@
-// The GEMV kernel skeleton shared by the weight types (cuda/gemv_q4k.cu, gemv_q6k.cu,
-// gemv_q8_0.cu). Each type supplies a "slot" policy: a weight block is split into kSlots
+// The GEMV kernel skeleton shared by the weight types (cuda/gemv_q4k.cu, gemv_q5k.cu,
+// gemv_q6k.cu, gemv_q8_0.cu). Each type supplies a "slot" policy: a weight block is split into kSlots
 // equal slices (one lane each), and the policy loads a slice, decodes it into int8 words +
 // float scales, loads the matching slice of one token's quantized activations, and returns
 // their dot product. The skeleton owns the work split:
@@ -125,6 +125,7 @@ Status launch_slots(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t 
 
 // Per-type entry points (one .cu each).
 Status launch_q4k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
+Status launch_q5k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
 Status launch_q6k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
 Status launch_q8_0(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream);
 

@@ -1,7 +1,8 @@
 // Device primitives for GGUF quantized blocks (layouts in quant/blocks.h): load a block's
 // pieces with the widest access its alignment allows, unpack quants into packed int8 words for
-// dp4a, and dequantize single values (for the dequantize + cuBLAS candidate). Kernels compose
-// these; a new quant type adds its primitives here.
+// dp4a, and dequantize single values (bench-cuda-gemv's own dequantize + cuBLAS; the backend's
+// bit-exact dequantizers are in cuda/dequant.cuh). Kernels compose these; a new quant type adds
+// its primitives here.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -11,6 +12,7 @@
 namespace anvil::cuda::qblk {
 
 constexpr int kQ4KBytes = 144;  // sizeof(BlockQ4_K)
+constexpr int kQ5KBytes = 176;  // sizeof(BlockQ5_K)
 constexpr int kQ6KBytes = 210;  // sizeof(BlockQ6_K)
 constexpr int kQ8_0Bytes = 34;  // sizeof(BlockQ8_0)
 
@@ -77,6 +79,15 @@ __device__ __forceinline__ float q4k_value(const uint8_t* blk, int e) {
   const uint32_t q = l < 32 ? (byte & 15) : (byte >> 4);
   const float d = half_bits_to_float(load_u16(blk)), dmin = half_bits_to_float(load_u16(blk + 2));
   return d * float(scale) * float(q) - dmin * float(min);
+}
+
+// ---------------------------------------------------------------------------- Q5_K
+// d, dmin, scales[12] as Q4_K (the same 16-byte header), qh at 16 (32 B), qs at 48 (128 B, the
+// Q4_K nibble order). Bit 4 of element 64c + l is bit 2c of qh[l], of 64c + 32 + l bit 2c + 1.
+// Given 4 nibbles (as int8 lanes, from low_nibbles / high_nibbles) and the matching qh word,
+// the 5-bit quants of sub-block s = 2c (+1) as int8 lanes (0..31).
+__device__ __forceinline__ int q5k_with_high_bits(int nibbles, uint32_t qh_word, int s) {
+  return nibbles | int(((qh_word >> s) & 0x01010101u) << 4);
 }
 
 // ---------------------------------------------------------------------------- Q6_K

@@ -82,7 +82,8 @@ Errors run_case(DType type, Shape s, int n, int rows_per_warp, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   const int64_t packed = int64_t(*row_bytes(type, uint64_t(s.in)));
-  const int64_t row_stride = packed + (type == DType::Q4_K ? 16 : 2) * (seed % 3);  // padded rows too
+  const bool align16 = type == DType::Q4_K || type == DType::Q5_K;
+  const int64_t row_stride = packed + (align16 ? 16 : 2) * (seed % 3);  // padded rows too
   const int64_t x_stride = s.in + 4 * (seed % 2), y_stride = s.out + 3;
 
   // Weights: per-row scale and offset so the K-quant mins and scales both matter.
@@ -188,6 +189,12 @@ TEST_F(CudaGemv, Q4KMatchesReference) {
   run_type(DType::Q4_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}});
 }
 
+// Q5_K: uniform inputs spread over all 32 levels, so about half the values carry a qh bit and a
+// wrong qh bit or shift shows in both bounds.
+TEST_F(CudaGemv, Q5KMatchesReference) {
+  run_type(DType::Q5_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}});
+}
+
 TEST_F(CudaGemv, Q6KMatchesReference) {
   run_type(DType::Q6_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}});
 }
@@ -218,8 +225,8 @@ TEST_F(CudaGemv, RejectsBadParams) {
     EXPECT_EQ(launch_gemv(bad, nullptr).code(), code) << what;
   };
   GemvParams b = p;
-  b.weight_type = DType::Q5_K;
-  expect(b, StatusCode::unsupported, "Q5_K");
+  b.weight_type = DType::Q4_0;
+  expect(b, StatusCode::unsupported, "Q4_0");
   b = p;
   b.in = 300;
   expect(b, StatusCode::invalid_argument, "in not a multiple of 256");
@@ -241,6 +248,16 @@ TEST_F(CudaGemv, RejectsBadParams) {
   b = p;
   b.rows_per_warp = 3;
   expect(b, StatusCode::invalid_argument, "rows_per_warp 3");
+  b = p;
+  b.weight_type = DType::Q5_K;
+  b.weight_row_stride = 176;
+  ASSERT_TRUE(launch_gemv(b, nullptr).is_ok()) << "Q5_K";
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  b.weight_row_stride = 176 + 8;
+  expect(b, StatusCode::invalid_argument, "Q5_K row stride not 16-byte aligned");
+  b.weight_row_stride = 176;
+  b.weight = static_cast<const uint8_t*>(w.get()) + 8;
+  expect(b, StatusCode::invalid_argument, "misaligned Q5_K weights");
 
 }
 

@@ -13,7 +13,7 @@ namespace anvil::tools {
 
 void add_model_options(CLI::App& cmd, ModelCliOptions& o, const char* ctx_help) {
   cmd.add_option("-m,--model", o.model, "GGUF model file")->required();
-  cmd.add_option("--backend", o.backend, "Backend to run on")->check(CLI::IsMember({"cpu"}))->capture_default_str();
+  cmd.add_option("--backend", o.backend, backend_help())->check(backend_validator())->capture_default_str();
   cmd.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
   if (ctx_help) cmd.add_option("--ctx", o.ctx, ctx_help)->check(CLI::Range(1, 1 << 24));
   cmd.add_flag("-q,--quiet", o.quiet, "No load and speed messages on stderr");

@@ -18,7 +18,7 @@ namespace anvil::tools {
 
 struct ModelCliOptions {
   std::string model;
-  std::string backend = "cpu";
+  std::string backend = "auto";
   int threads = 0;
   int ctx = 0;  // 0: the command's default
   bool quiet = false;

@@ -1,5 +1,7 @@
 #include "common/cli.h"
 
+#include "core/backend_factory.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -146,5 +148,20 @@ gguf::File open_gguf_or_fail(const std::string& path) {
 }
 
 bool stderr_is_tty() { return isatty(STDERR_FILENO) == 1; }
+
+std::string backend_help() {
+  std::string names;
+  for (const std::string& n : backend_names()) names += (names.empty() ? "" : ", ") + n;
+  return "Backend to run on: " + names + (names.find("cuda") != std::string::npos ? ", cuda:N" : "") +
+         " (auto: the GPU when one is usable, else cpu)";
+}
+
+CLI::Validator backend_validator() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        return is_backend_name(v) ? std::string() : "unknown backend '" + v + "' (use auto, cpu, cuda or cuda:N)";
+      },
+      "BACKEND");
+}
 
 }  // namespace anvil::tools

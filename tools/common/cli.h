@@ -56,6 +56,10 @@ std::vector<std::string> close_matches(std::string_view needle, const std::vecto
 // file (magic ...)", the parser's message for corrupt files).
 gguf::File open_gguf_or_fail(const std::string& path);
 
+// --backend: its help text (the names this build has) and a validator (auto, cpu, cuda, cuda:N).
+std::string backend_help();
+CLI::Validator backend_validator();
+
 std::string human_bytes(double bytes);        // "1.23 GiB"
 std::string human_count(double n);            // "4.02 B", "151.9 M", "2.6 K"
 std::string human_duration(double seconds);   // "1:02:03", "4:05", "12.3 s"

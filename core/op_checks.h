@@ -1,4 +1,4 @@
-// Shape checks shared by the CPU op families: each failure names the op, the argument and the
+// Shape checks shared by the backends' op families: each failure names the op, the argument and the
 // shapes, as core/backend.h promises.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 
-namespace anvil::cpu {
+namespace anvil {
 
 // "[3 x 64 F32]"
 // (Appended piecewise: gcc 12's -Wrestrict misfires on `"[" + std::string` chains.)
@@ -57,8 +57,10 @@ inline Status check_step(const char* op, const DeviceStep& step, const int32_t* 
 
 // Every sequence of the step with tokens has a state slot in [0, n_slots) and consistent token
 // ranges (recurrent ops: conv1d_silu, gated_deltanet).
-inline Status check_state_slots(const char* op, const DeviceStep& step, int64_t n_slots) {
-  ANVIL_RETURN_IF_ERROR(check_step(op, step, step.token_seq, "token_seq"));
+// Reads the step's host mirror (host_step), so it works for device-memory steps too.
+inline Status check_state_slots(const char* op, const DeviceStep& device_step, int64_t n_slots) {
+  ANVIL_RETURN_IF_ERROR(check_step(op, device_step, device_step.token_seq, "token_seq"));
+  const DeviceStep& step = host_step(device_step);
   if (step.n_seqs > 0 && (!step.state_slots || !step.seq_first_token || !step.seq_n_tokens || !step.context_lens))
     return make_error(StatusCode::invalid_argument, op, ": DeviceStep has no state_slots / sequence ranges (use "
                       "prepare_step)");
@@ -80,4 +82,4 @@ inline Status check_state_slots(const char* op, const DeviceStep& step, int64_t 
   return Status::ok();
 }
 
-}  // namespace anvil::cpu
+}  // namespace anvil

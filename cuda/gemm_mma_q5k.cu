@@ -1,0 +1,10 @@
+// The tensor-core GEMM kernels for Q5_K weights (cuda/gemm_mma_kernel.cuh has the kernel and
+// the Q5KTile policy): one instantiation per tile configuration, in a file of its own so the
+// weight types compile in parallel.
+#include "cuda/gemm_mma_kernel.cuh"
+
+namespace anvil::cuda::gemm_detail {
+
+void q5k_specs(KernelSpec (&out)[kConfigCount]) { fill_specs<Q5KTile>(out); }
+
+}  // namespace anvil::cuda::gemm_detail

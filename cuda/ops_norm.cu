@@ -1,0 +1,178 @@
+// rms_norm and l2_norm on CUDA: both are "scale each segment of a row by 1 / sqrt(sum(x^2) [/ n]
+// + eps)", so they share one kernel. rms_norm's segment is the whole row (times the optional
+// weight); l2_norm's segments are the head_dim-wide groups of a row.
+//
+// One thread block per segment: the segment is read once to reduce the sum of squares (warp
+// shuffles, then one shared-memory step across warps) and once more to scale and store; the
+// second read mostly hits L1/L2, and keeping the row in registers would need a shape-dependent
+// template for no gain on an op this small. Sums are float (the CPU oracle uses double): a tree
+// of <= 1024 partials of a few squares each stays ~1e-7 relative, well inside the 1e-5 tests.
+// The final 1 / sqrt is taken in double and rounded to float once, as the CPU does, so the only
+// difference from the oracle is the float sum.
+//
+// x and out may alias (in-place norms, per-head reshape_cols views): each element is read and
+// then written by the same thread, after the block-wide reduction, so aliasing is safe; nothing
+// is __restrict__. Strided views (slice_cols, Qwen3.5's head_halves with row_stride 2 heads)
+// take the float4 path only when every row start is 16-byte aligned.
+#include <cstdint>
+
+#include "core/op_checks.h"
+#include "cuda/check.h"
+#include "cuda/ops.h"
+
+namespace anvil::cuda {
+namespace {
+
+struct NormParams {
+  const float* x = nullptr;
+  float* out = nullptr;
+  int64_t x_stride = 0;    // floats between rows
+  int64_t out_stride = 0;
+  int64_t seg_len = 0;     // values normalised together
+  int64_t segs_per_row = 1;
+  const float* w = nullptr;  // [seg_len] or null (only rms_norm has one)
+  double divisor = 1.0;      // seg_len for the RMS (mean of squares), 1 for the L2 norm (sum)
+  double eps = 0.0;
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < n_warps ? warp_sums[lane] : 0.f;
+    v = warp_sum(v);
+    if (lane == 0) warp_sums[0] = v;
+  }
+  __syncthreads();
+  return warp_sums[0];
+}
+
+// kVec 4: seg_len % 4 == 0 and every row start (x, out, w) 16-byte aligned.
+template <int kVec>
+__global__ void norm_kernel(NormParams p) {
+  const int64_t seg = blockIdx.x;
+  const int64_t r = seg / p.segs_per_row, h = seg % p.segs_per_row;
+  const float* x = p.x + r * p.x_stride + h * p.seg_len;
+  float* y = p.out + r * p.out_stride + h * p.seg_len;
+
+  float ss = 0.f;
+  if constexpr (kVec == 4) {
+    const int64_t n4 = p.seg_len / 4;
+    for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+      const float4 v = reinterpret_cast<const float4*>(x)[i];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < p.seg_len; i += blockDim.x) ss += x[i] * x[i];
+  }
+  ss = block_sum(ss);
+  const float inv = float(1.0 / sqrt(double(ss) / p.divisor + p.eps));
+
+  if constexpr (kVec == 4) {
+    const int64_t n4 = p.seg_len / 4;
+    for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+      float4 v = reinterpret_cast<const float4*>(x)[i];
+      // (x * inv) * w, rounded in that order like the CPU (and HF).
+      v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+      if (p.w) {
+        const float4 w = reinterpret_cast<const float4*>(p.w)[i];
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      reinterpret_cast<float4*>(y)[i] = v;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < p.seg_len; i += blockDim.x) {
+      const float v = x[i] * inv;
+      y[i] = p.w ? v * p.w[i] : v;
+    }
+  }
+}
+
+// The same check as the CPU's norm weight: any [1, n] / [n, 1] contiguous F32 weight.
+Status check_vector_weight(const char* op, const Weight& w, int64_t n) {
+  if (w.t.type != DType::F32 || w.t.n_elements() != n || !w.t.is_contiguous() || !w.t.data)
+    return make_error(StatusCode::invalid_argument, op, ": weight '", w.name, "' ", shape_str(w.t),
+                      " must be contiguous F32 with ", n, " elements");
+  return Status::ok();
+}
+
+// Device float loads fault on misaligned addresses (the CPU tolerates them): reject such views.
+Status check_float_aligned(const char* op, const char* arg, const Tensor& t) {
+  if (reinterpret_cast<uintptr_t>(t.data) % sizeof(float) != 0 || (t.rows > 1 && t.row_stride % sizeof(float) != 0))
+    return make_error(StatusCode::invalid_argument, op, ": ", arg, " ", shape_str(t),
+                      " is not 4-byte aligned (data or row_stride ", t.row_stride, ")");
+  return Status::ok();
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool rows_aligned16(const Tensor& t) { return aligned16(t.data) && (t.rows <= 1 || t.row_stride % 16 == 0); }
+
+Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w, int64_t seg_len, double divisor,
+                   float eps, Tensor out) {
+  const int64_t segs_per_row = x.cols / seg_len;
+  const int64_t n_segs = x.rows * segs_per_row;
+  if (n_segs == 0 || seg_len == 0) return Status::ok();
+  if (n_segs > INT32_MAX)
+    return make_error(StatusCode::unsupported, op, ": ", n_segs, " segments of x ", shape_str(x), " exceed one grid");
+  NormParams p;
+  p.x = static_cast<const float*>(x.data);
+  p.out = static_cast<float*>(out.data);
+  p.x_stride = int64_t(x.row_stride / sizeof(float));
+  p.out_stride = int64_t(out.row_stride / sizeof(float));
+  p.seg_len = seg_len;
+  p.segs_per_row = segs_per_row;
+  p.w = w;
+  p.divisor = divisor;
+  p.eps = double(eps);
+  const bool vec = seg_len % 4 == 0 && rows_aligned16(x) && rows_aligned16(out) && (!w || aligned16(w));
+  // About one float4 per thread: a 4096-wide row is one 1024-thread block, a 128-wide head one warp.
+  const int64_t per_thread = (seg_len + 3) / 4;
+  const int threads = int(std::min<int64_t>(1024, std::max<int64_t>(32, (per_thread + 31) / 32 * 32)));
+  if (vec)
+    norm_kernel<4><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  else
+    norm_kernel<1><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  ANVIL_CUDA_CHECK_LAUNCH("norm_kernel");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status rms_norm(Context& ctx, const Tensor& x, const Weight* w, float eps, Tensor out) {
+  ANVIL_RETURN_IF_ERROR(check_f32("rms_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_f32("rms_norm", "out", out));
+  ANVIL_RETURN_IF_ERROR(check_same_shape("rms_norm", "x", x, "out", out));
+  if (w) ANVIL_RETURN_IF_ERROR(check_vector_weight("rms_norm", *w, x.cols));
+  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "rms_norm: eps ", eps, " must be >= 0");
+  if (x.cols == 0 || x.rows == 0) return Status::ok();
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("rms_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("rms_norm", "out", out));
+  const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
+  return launch_norm(ctx, "rms_norm", x, weight, x.cols, double(x.cols), eps, out);
+}
+
+Status l2_norm(Context& ctx, const Tensor& x, int32_t head_dim, float eps, Tensor out) {
+  ANVIL_RETURN_IF_ERROR(check_f32("l2_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_f32("l2_norm", "out", out));
+  ANVIL_RETURN_IF_ERROR(check_same_shape("l2_norm", "x", x, "out", out));
+  if (head_dim <= 0 || x.cols % head_dim != 0)
+    return make_error(StatusCode::invalid_argument, "l2_norm: head_dim ", head_dim, " does not divide x ",
+                      shape_str(x));
+  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "l2_norm: eps ", eps, " must be >= 0");
+  if (x.cols == 0 || x.rows == 0) return Status::ok();
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("l2_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("l2_norm", "out", out));
+  return launch_norm(ctx, "l2_norm", x, nullptr, head_dim, 1.0, eps, out);
+}
+
+}  // namespace anvil::cuda
