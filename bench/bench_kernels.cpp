@@ -1,11 +1,15 @@
 // bench-kernels: every candidate of every op, side by side, against the roofline measured in
 // the same run. Markdown on stdout, JSON with --json.
 //
-// Now: CPU dequantize throughput per block type, and the CPU matmul candidates at Qwen3-4B's
-// layer shapes. Later issues add their ops and backends (attention, CUDA / Vulkan) as more rows
-// of the same report.
+// --backend cpu (the default): CPU dequantize throughput per block type, and the CPU matmul
+// candidates at Qwen3-4B's layer shapes.
+// --backend cuda (builds with ANVIL_CUDA): every CUDA candidate of matmul, attention, DeltaNet,
+// conv, norm and RoPE at the Qwen3-4B / Qwen3.5-4B / Qwen2.5-7B shapes, against the copy and
+// GEMM ceilings measured in the same run (bench/bench_kernels_cuda.cu). Without a usable GPU it
+// says why on one line and exits 1.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_kernels_cuda.h"
 #include "bench/report.h"
 #include "bench/timing.h"
 #include "core/dtype.h"
@@ -146,50 +151,87 @@ void bench_matmul(bench::Report& report, int threads, const std::vector<DType>& 
 int main(int argc, char** argv) {
   CLI::App app{"bench-kernels: time every kernel candidate per op and shape against the measured roofline"};
   std::string backend = "cpu", json_path, md_path;
-  std::vector<std::string> ops = {"dequantize"};
+  std::vector<std::string> ops;
   std::vector<std::string> type_names;
   int64_t rows = 4096, cols = 4096;
   int threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--backend", backend, "Backend to benchmark")->check(CLI::IsMember({"cpu"}));
+  app.add_option("--backend", backend, "Backend to benchmark: cpu, or cuda (builds with CUDA, on a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   std::vector<int64_t> matmul_tokens = {1, 8, 32, 512};
   int64_t reference_max_n = 8;
-  app.add_option("--op", ops, "Ops to run")->check(CLI::IsMember({"dequantize", "matmul"}));
-  app.add_option("--tokens", matmul_tokens, "matmul: token counts n")->check(CLI::PositiveNumber);
+  std::vector<std::string> op_names = {"dequantize", "matmul"};
+  for (const auto& op : bench::cuda_bench_ops())
+    if (std::find(op_names.begin(), op_names.end(), op) == op_names.end()) op_names.push_back(op);
+  app.add_option("--op", ops, "Ops to run (cpu: dequantize [default], matmul; cuda: " +
+                                  std::string("matmul, attention, deltanet, conv1d_silu, rms_norm, rope [default: all])"))
+      ->check(CLI::IsMember(op_names));
+  app.add_option("--tokens", matmul_tokens, "matmul: token counts n (cuda default: 1 8 32 64 512)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--reference-max-n", reference_max_n, "matmul: time the reference candidate up to this n");
   app.add_option("--types", type_names, "Block types (default: all with a reference)");
   app.add_option("--rows", rows, "Rows of the test matrix")->check(CLI::PositiveNumber);
   app.add_option("--cols", cols, "Columns (a multiple of 256)")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber);
+  bench::CudaBenchOptions cuda_opt;
+  app.add_option("--models", cuda_opt.models, "cuda: models whose shapes to run (default: all)")
+      ->check(CLI::IsMember(bench::cuda_bench_models()));
+  app.add_option("--filter", cuda_opt.filter, "cuda: only rows whose 'op shape' contains this text");
+  app.add_flag("--quick", cuda_opt.quick, "cuda: fewer shapes and sizes (a smoke run)");
+  app.add_option("--device", cuda_opt.device, "cuda: device index")->check(CLI::NonNegativeNumber);
+  app.add_option("--samples", cuda_opt.samples, "cuda: timed samples per row (median reported)")
+      ->check(CLI::Range(3, 1000));
   app.add_option("--json", json_path, "Also write the results as JSON to this file");
   app.add_option("--markdown", md_path, "Also write the markdown table to this file");
   CLI11_PARSE(app, argc, argv);
 
-  if (cols % 256 != 0) {
-    std::fprintf(stderr, "bench-kernels: --cols must be a multiple of 256 (got %lld)\n", (long long)cols);
-    return 2;
-  }
-  std::vector<DType> types, matmul_types = {DType::Q4_K, DType::Q6_K, DType::Q8_0};
-  if (type_names.empty()) types = kDequantTypes;
-  for (const auto& n : type_names) {
-    auto t = dtype_from_name(n);
-    if (!t || !quant::has_reference(*t)) {
-      std::fprintf(stderr, "bench-kernels: unknown or unsupported type '%s'\n", n.c_str());
-      return 2;
-    }
-    types.push_back(*t);
-  }
-  if (!type_names.empty()) matmul_types = types;
-
   bench::Report report;
   report.title = "bench-kernels (" + backend + ")";
-  report.machine = machine_description(threads);
-  std::fprintf(stderr, "measuring copy bandwidth...\n");
-  // The ceiling is measured on a buffer as large as the kernels' f32 output, so both run from
-  // the same level of the memory hierarchy (DRAM at the default 4096 x 4096).
-  report.copy_bandwidth_gbps = bench::measure_copy_bandwidth(size_t(rows * cols) * sizeof(float)) / 1e9;
-  for (const auto& op : ops)
-    if (op == "dequantize") bench_dequantize(report, rows, cols, threads, types);
-    else if (op == "matmul") bench_matmul(report, threads, matmul_types, matmul_tokens, reference_max_n);
+  if (backend == "cuda") {
+#ifdef ANVIL_BENCH_CUDA
+    for (const auto& op : ops)
+      if (op == "dequantize") {
+        std::fprintf(stderr, "bench-kernels: --op dequantize has no CUDA benchmark\n");
+        return 2;
+      }
+    cuda_opt.ops = ops;
+    if (app.count("--tokens") > 0) cuda_opt.tokens = matmul_tokens;
+    if (const int rc = bench::run_cuda_benchmarks(report, cuda_opt); rc != 0) return rc;
+#else
+    std::fprintf(stderr, "bench-kernels: --backend cuda: this build has no CUDA backend (configure with -DANVIL_CUDA=ON)\n");
+    return 1;
+#endif
+  } else {
+    if (ops.empty()) ops = {"dequantize"};
+    for (const auto& op : ops)
+      if (op != "dequantize" && op != "matmul") {
+        std::fprintf(stderr, "bench-kernels: --op %s has no CPU benchmark (try --backend cuda)\n", op.c_str());
+        return 2;
+      }
+    if (cols % 256 != 0) {
+      std::fprintf(stderr, "bench-kernels: --cols must be a multiple of 256 (got %lld)\n", (long long)cols);
+      return 2;
+    }
+    std::vector<DType> types, matmul_types = {DType::Q4_K, DType::Q6_K, DType::Q8_0};
+    if (type_names.empty()) types = kDequantTypes;
+    for (const auto& n : type_names) {
+      auto t = dtype_from_name(n);
+      if (!t || !quant::has_reference(*t)) {
+        std::fprintf(stderr, "bench-kernels: unknown or unsupported type '%s'\n", n.c_str());
+        return 2;
+      }
+      types.push_back(*t);
+    }
+    if (!type_names.empty()) matmul_types = types;
+
+    report.machine = machine_description(threads);
+    std::fprintf(stderr, "measuring copy bandwidth...\n");
+    // The ceiling is measured on a buffer as large as the kernels' f32 output, so both run from
+    // the same level of the memory hierarchy (DRAM at the default 4096 x 4096).
+    report.copy_bandwidth_gbps = bench::measure_copy_bandwidth(size_t(rows * cols) * sizeof(float)) / 1e9;
+    for (const auto& op : ops)
+      if (op == "dequantize") bench_dequantize(report, rows, cols, threads, types);
+      else if (op == "matmul") bench_matmul(report, threads, matmul_types, matmul_tokens, reference_max_n);
+  }
   report.mark_winners();
 
   const std::string md = report.markdown();
