@@ -1,4 +1,5 @@
 #include "core/log.h"
+#include "core/log_text.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -17,5 +18,8 @@ spdlog::logger& log() {
   }();
   return *logger;
 }
+
+void log_warn(const std::string& message) { log().warn("{}", message); }
+void log_debug(const std::string& message) { log().debug("{}", message); }
 
 }  // namespace anvil

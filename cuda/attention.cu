@@ -60,7 +60,15 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeMaxHeads = 8;     // q heads per decode block (a GQA group, or a chunk of one)
 constexpr int kDecodeMaxTokens = 4;    // a sequence with <= this many tokens in the step takes the decode kernel
 constexpr int kCombineThreads = 128;   // head_dim <= 2 * 128
-constexpr int kTargetBlocksPerSm = 4;  // split-K aims at this many decode blocks per SM
+// Split-K plan, measured on the H100 (bench-kernels, Qwen3-4B 32/8 x 128, F16 KV, B = 1):
+//   up to 2048 keys: 16 blocks per SM, >= 32 keys per split (512 keys: 16.4 us; 4 / 128: 27 us)
+//   longer:          4 blocks per SM, >= 128 keys per split (4096: 35 us, 16384: 70 us; 16 / 32
+//                    gave 58 and 159 us: the extra splits' merge and combine cost more)
+// The decode kernel itself is latency-bound (each iteration waits on a page-table load, then the
+// K/V rows): bench/NOTES.md has the numbers and the next steps.
+constexpr int64_t kShortContextKeys = 2048;
+constexpr int kTargetBlocksPerSmShort = 16, kTargetBlocksPerSm = 4;
+constexpr int64_t kMinKeysPerSplitShort = 32;
 constexpr int64_t kMinKeysPerSplit = 128;
 constexpr int64_t kMaxKeysPerSplit = 2048;
 constexpr int64_t kMaxSplits = 256;
@@ -940,9 +948,11 @@ void plan_splits(const Context& ctx, int64_t rows, int64_t kv_blocks_per_row, in
                  int32_t n_heads, int32_t hd, DecodeArgs& d) {
   const int64_t max_keys = std::max<int64_t>(max_pages, 1) * ps;
   const int64_t base_blocks = std::max<int64_t>(rows * kv_blocks_per_row, 1);
-  int64_t n = ceil_div(int64_t(kTargetBlocksPerSm) * std::max(ctx.sm_count, 1), base_blocks);
+  const bool short_ctx = max_keys <= kShortContextKeys;
+  const int64_t target = short_ctx ? kTargetBlocksPerSmShort : kTargetBlocksPerSm;
+  int64_t n = ceil_div(target * std::max(ctx.sm_count, 1), base_blocks);
   n = std::max(n, ceil_div(max_keys, kMaxKeysPerSplit));
-  n = std::min(n, ceil_div(max_keys, kMinKeysPerSplit));
+  n = std::min(n, ceil_div(max_keys, short_ctx ? kMinKeysPerSplitShort : kMinKeysPerSplit));
   n = std::min(n, kMaxSplits);
   const size_t split_bytes = size_t(rows) * size_t(n_heads) * (size_t(hd) + 2) * sizeof(float);
   n = std::min<int64_t>(n, int64_t(kSplitScratchBudget / std::max<size_t>(split_bytes, 1)));

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/log_text.h"
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/device.h"
@@ -184,6 +185,7 @@ class CudaBackend final : public Backend {
     ctx_.cc_major = p.major;
     ctx_.cc_minor = p.minor;
     ANVIL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
+    ctx_.reuse_quantized_x = std::getenv("ANVIL_CUDA_REQUANTIZE") == nullptr;
     ANVIL_CUBLAS_CHECK(cublasCreate(&ctx_.cublas));
     ANVIL_CUBLAS_CHECK(cublasSetStream(ctx_.cublas, ctx_.stream));
     // A fixed cuBLAS workspace: without one cuBLAS allocates inside graph capture.
@@ -196,6 +198,7 @@ class CudaBackend final : public Backend {
   DeviceKind kind() const override { return DeviceKind::cuda; }
 
   Expected<std::shared_ptr<DeviceBuffer>> alloc(size_t bytes) override {
+    ctx_.gemv_x = {};  // a new buffer may reuse freed memory at a cached address
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
     if (e != cudaSuccess) {
@@ -230,6 +233,7 @@ class CudaBackend final : public Backend {
 
   Status copy_from_host(Tensor dst, const void* src) override {
     ANVIL_RETURN_IF_ERROR(check_host_copy("copy_from_host", dst, src));
+    ctx_.gemv_x = {};
     const size_t rb = dst.row_size();
     if (dst.n_elements() == 0) return Status::ok();
     ANVIL_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, dst.row_stride, src, rb, rb, size_t(dst.rows),
@@ -304,6 +308,7 @@ class CudaBackend final : public Backend {
   // is recorded on its second sighting (the first one grows the workspace and scratch to their
   // steady sizes, and allocation is not allowed while capturing) and replayed from the third.
   Expected<Tensor> run_step(uint64_t key, const std::function<Expected<Tensor>()>& forward) override {
+    ctx_.gemv_x = {};  // a replayed step leaves it as recording left it; start every step clean
     if (key == 0 || !graphs_enabled()) return forward();
     const uint64_t epoch = *epoch_ + ctx_.generation();
     if (epoch != graphs_epoch_) {
@@ -329,6 +334,9 @@ class CudaBackend final : public Backend {
       // Something allocated, synchronized or failed while recording (nothing ran): never record
       // this key again, and run the step plainly (a genuine error then shows there).
       if (graph) cudaGraphDestroy(graph);
+      const cudaError_t why = end != cudaSuccess ? end : cudaGetLastError();
+      log_warn(name_ + ": decode step not recorded as a CUDA graph (" +
+               (!out ? out.status().to_string() : std::string(cudaGetErrorString(why))) + "); it runs op by op");
       cudaGetLastError();
       sightings_[key] = std::numeric_limits<int>::min();
       return forward();
@@ -338,56 +346,67 @@ class CudaBackend final : public Backend {
     cudaGraphDestroy(graph);
     ANVIL_CUDA_CHECK(inst);
     graphs_.emplace(key, Recorded{exec, *out, last_step_dev_});
+    log_debug(name_ + ": recorded a CUDA graph for decode key " + std::to_string(key) + " (" +
+              std::to_string(graphs_.size()) + " graphs)");
     ANVIL_CUDA_CHECK(cudaGraphLaunch(exec, ctx_.stream));
     return *out;
   }
 
   Status embed(const Weight& table, const DeviceStep& step, Tensor out) override {
-    return cuda::embed(ctx_, table, step, out);
+    return cuda::embed(op(), table, step, out);
   }
   Status rms_norm(const Tensor& x, const Weight* w, float eps, Tensor out) override {
-    return cuda::rms_norm(ctx_, x, w, eps, out);
+    return cuda::rms_norm(op(), x, w, eps, out);
   }
   Status matmul(const Weight& w, const Tensor& x, Tensor y, const Weight* bias) override {
-    return cuda::matmul(ctx_, w, x, y, bias);
+    const Status st = cuda::matmul(ctx_, w, x, y, bias);
+    if (!st) ctx_.gemv_x = {};
+    return st;
   }
-  Status rope(Tensor x, const RopeParams& p, const DeviceStep& step) override { return cuda::rope(ctx_, x, p, step); }
-  Status add(const Tensor& a, const Tensor& b, Tensor out) override { return cuda::add(ctx_, a, b, out); }
-  Status scale(Tensor x, float s) override { return cuda::scale(ctx_, x, s); }
+  Status rope(Tensor x, const RopeParams& p, const DeviceStep& step) override { return cuda::rope(op(), x, p, step); }
+  Status add(const Tensor& a, const Tensor& b, Tensor out) override { return cuda::add(op(), a, b, out); }
+  Status scale(Tensor x, float s) override { return cuda::scale(op(), x, s); }
   Status glu(const Tensor& gate, const Tensor& up, Activation act, Tensor out) override {
-    return cuda::glu(ctx_, gate, up, act, out);
+    return cuda::glu(op(), gate, up, act, out);
   }
   Status kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step) override {
-    return cuda::kv_store(ctx_, kv, k, v, step);
+    return cuda::kv_store(op(), kv, k, v, step);
   }
   Status attention(const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step,
                    Tensor out) override {
-    return cuda::attention(ctx_, q, kv, p, step, out);
+    return cuda::attention(op(), q, kv, p, step, out);
   }
   Status gather_logit_rows(const Tensor& x, const DeviceStep& step, Tensor out) override {
-    return cuda::gather_logit_rows(ctx_, x, step, out);
+    return cuda::gather_logit_rows(op(), x, step, out);
   }
   Status l2_norm(const Tensor& x, int32_t head_dim, float eps, Tensor out) override {
-    return cuda::l2_norm(ctx_, x, head_dim, eps, out);
+    return cuda::l2_norm(op(), x, head_dim, eps, out);
   }
   Status conv1d_silu(const Tensor& x, const Weight& w, const RecurrentLayer& state, const DeviceStep& step,
                      Tensor out) override {
-    return cuda::conv1d_silu(ctx_, x, w, state, step, out);
+    return cuda::conv1d_silu(op(), x, w, state, step, out);
   }
   Status deltanet_gates(const Tensor& alpha, const Tensor& b, const Weight& dt_bias, const Weight& a, Tensor g,
                         Tensor beta) override {
-    return cuda::deltanet_gates(ctx_, alpha, b, dt_bias, a, g, beta);
+    return cuda::deltanet_gates(op(), alpha, b, dt_bias, a, g, beta);
   }
   Status gated_deltanet(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                         const RecurrentLayer& state, const DeltaNetParams& p, const DeviceStep& step,
                         Tensor out) override {
-    return cuda::gated_deltanet(ctx_, q, k, v, g, beta, state, p, step, out);
+    return cuda::gated_deltanet(op(), q, k, v, g, beta, state, p, step, out);
   }
   Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) override {
-    return cuda::copy_page(ctx_, kv, src_page, dst_page, page_size);
+    return cuda::copy_page(op(), kv, src_page, dst_page, page_size);
   }
 
  private:
+  // The context for any op but matmul: such an op may write a matmul's input, so the GEMV's
+  // quantized activation is forgotten first (Context::reuse_quantized_x).
+  Context& op() {
+    ctx_.gemv_x = {};
+    return ctx_;
+  }
+
   struct Recorded {
     cudaGraphExec_t exec;
     Tensor output;

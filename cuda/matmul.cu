@@ -7,6 +7,7 @@
 // n = n, k = in, A = W (lda = W's row stride), B = x (ldb = x's), C = y (ldc = y's)). A tile of
 // output rows [o0, o0 + r) is then m = r, A = those W rows, C = y + o0.
 #include "cuda/matmul.h"
+#include "cuda/gemm.h"
 
 #include <cuda_fp16.h>
 
@@ -128,7 +129,16 @@ Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
   p.y_stride = ld_elements(y, 4);
   p.scratch = *scratch;
   p.scratch_bytes = bytes;
-  return launch_gemv(p, ctx.stream);
+  const Context::QuantizedX xq{x.data, x.rows, x.cols, x.row_stride};
+  if (ctx.reuse_quantized_x && ctx.gemv_x == xq) return launch_gemv_prequantized(p, ctx.stream);
+  ctx.gemv_x = {};
+  ANVIL_RETURN_IF_ERROR(launch_gemv(p, ctx.stream));
+  // y overlapping x would make the quantized copy stale at once.
+  const auto* xb = static_cast<const char*>(x.data);
+  const auto* yb = static_cast<const char*>(y.data);
+  const bool overlap = yb < xb + x.rows * x.row_stride && xb < yb + y.rows * y.row_stride;
+  if (ctx.reuse_quantized_x && !overlap) ctx.gemv_x = xq;
+  return Status::ok();
 }
 
 // ---------------------------------------------------------------------------- cublas_sgemm
@@ -212,10 +222,37 @@ Status cublas_f16_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) 
   });
 }
 
+// ---------------------------------------------------------------------------- mma_q
+// The tensor-core GEMM on the quantized blocks (cuda/gemm.h): f16 activations, weights
+// dequantized in registers, no f16 copy of W. For prefill and wide batches (n > 8).
+// Measured (bench-kernels, H100, bench/NOTES.md): faster than dequantize + cuBLAS at n = 32 and
+// 64 on every Qwen shape (1.2-2.5x), slower at n = 512 (1.5-2.4x); crossover near 110-170.
+constexpr int64_t kMmaMaxTokens = 128;
+
+bool mma_supports(const Tensor& w, int64_t n) {
+  return n > 8 && n <= kMmaMaxTokens && gemm_mma_supports(w.type, w.cols, w.rows, n);
+}
+
+Status mma_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
+  GemmParams p;
+  p.weight_type = w.type;
+  p.weight = w.data;
+  p.weight_row_stride = int64_t(w.row_stride);
+  p.in = w.cols;
+  p.out = w.rows;
+  p.n = x.rows;
+  p.x = x.row<const float>(0);
+  p.x_stride = int64_t(x.row_stride / sizeof(float));
+  p.y = y.row<float>(0);
+  p.y_stride = int64_t(y.row_stride / sizeof(float));
+  return launch_gemm_mma(p, ctx);
+}
+
 // ---------------------------------------------------------------------------- the table
 constexpr MatmulCandidate kCandidates[] = {
     {"gemv_int8", 1e-2, gemv_supports, gemv_run},
     {"cublas_sgemm", 1e-5, sgemm_supports, sgemm_run},
+    {"mma_q", 1e-2, mma_supports, mma_run},
     {"cublas_f16", 1e-2, cublas_f16_supports, cublas_f16_run},
 };
 

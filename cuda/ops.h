@@ -52,6 +52,19 @@ class Context {
   // backend its captured graphs point at freed memory. Call it before enqueueing kernels.
   Expected<void*> scratch(ScratchSlot slot, size_t bytes);
   uint64_t generation() const { return generation_; }
+
+  // The activation the decode GEMV quantized last (cuda/matmul.cu). When reuse is on, a GEMV
+  // on the same x (same view) skips the quantization: q, k and v (and gate and up) read one x.
+  // Only sound if nothing wrote x since, so the owner turns it on only where it clears
+  // gemv_x before every op that is not a matmul (CudaBackend does).
+  struct QuantizedX {
+    const void* data = nullptr;
+    int64_t rows = 0, cols = 0;
+    size_t stride = 0;
+    bool operator==(const QuantizedX&) const = default;
+  };
+  bool reuse_quantized_x = false;
+  QuantizedX gemv_x;
   void bump_generation() { ++generation_; }
 
  private:

@@ -26,6 +26,7 @@
 
 #include "core/fp16.h"
 #include "cuda/dequant.h"
+#include "cuda/gemm.h"
 #include "cuda/matmul.h"
 #include "cuda/ops.h"
 #include "quant/quant.h"
@@ -131,10 +132,11 @@ const cuda::MatmulCandidate* candidate(std::string_view name) {
 }
 
 // The dispatch rule cuda::matmul must follow (cuda/ops.h, cuda/matmul.h).
-std::string expected_candidate(DType t, int64_t n) {
+std::string expected_candidate(DType t, int64_t in, int64_t out, int64_t n) {
   const bool gemv_type = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::Q8_0;
   if (n <= 8 && gemv_type) return "gemv_int8";
   if (t == DType::F32) return "cublas_sgemm";
+  if (gemv_type && n > 8 && n <= 128 && cuda::gemm_mma_supports(t, in, out, n)) return "mma_q";
   return "cublas_f16";
 }
 
@@ -165,7 +167,7 @@ void check_matmul_type(TwinBackends& be, OwnContext& own, DType type, const std:
       TwinWeight bias = be.weight_f32("blk.0.ffn_up.bias", 1, out, random_values(rng, size_t(out)));
       for (int64_t n : kTokenCounts) {
         SCOPED_TRACE(testing::Message() << dtype_name(type) << " in " << in << " out " << out << " n " << n);
-        const std::string chosen = expected_candidate(type, n);
+        const std::string chosen = expected_candidate(type, in, out, n);
         const cuda::MatmulCandidate* first = nullptr;
         for (const auto& c : cuda::matmul_candidates())
           if (!first && c.supports(w.gpu.t, n)) first = &c;
