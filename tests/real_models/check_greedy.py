@@ -14,7 +14,14 @@ activation rounding of the fast kernels, whose choice the tuner makes per machin
 
 The fast kernels' result for check 1 is printed for information.
 
-Usage: check_greedy.py NAME   (gemma3-270m | smollm2-135m)
+With --backend cuda both checks run on the GPU with its own kernels (F16 KV; f16 activations in
+the prefill GEMMs, int8 in the decode GEMV). Check 1 must hold as on the CPU. Check 2 is printed
+for information only: Gemma 3 270M's greedy continuation has a near-tie at generated token 15
+(HF's top-two margin 0.017 logits, the smallest of the 32), below the decode GEMV's int8
+rounding (~3e-3 of the logits' scale), and the H100 run takes the other branch there (bench/NOTES.md).
+Without a usable GPU the check skips (exit 77).
+
+Usage: check_greedy.py NAME [--backend cpu|cuda]   (NAME: gemma3-270m | smollm2-135m)
 """
 import sys
 import tempfile
@@ -32,9 +39,12 @@ def first_mismatch(got, want):
 
 def main() -> int:
     name = sys.argv[1]
+    backend = rm.backend_from_argv(sys.argv)
     golden = rm.load_golden(name)
     g = golden["greedy"]
     model = str(rm.model_path(golden))
+    rm.skip_unless_backend(backend, model)
+    exact = EXACT if backend == "cpu" else {}
     logits_cmd = rm.anvil_command("logits")
     generate_cmd = rm.anvil_command("generate")
     prompt, gen = g["prompt_ids"], g["generated_ids"]
@@ -44,12 +54,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         def top1(env):
             out = f"{tmp}/logits.npy"
-            rm.run_anvil(logits_cmd + ["-m", model, "--backend", "cpu", "-q", "--tokens", ",".join(map(str, fed)),
+            rm.run_anvil(logits_cmd + ["-m", model, "--backend", backend, "-q", "--tokens", ",".join(map(str, fed)),
                                        "--positions", ",".join(str(p) for p in range(len(prompt) - 1, len(fed))),
                                        "--out", out], env, cache_dir=tmp)
             return np.load(out).argmax(-1).tolist()
 
-        got = top1(EXACT)
+        got = top1(exact)
         bad = first_mismatch(got, gen)
         print(f"{name}: prompt {prompt}\n  golden   {gen}\n  anvil    {got}")
         if bad is None:
@@ -58,16 +68,20 @@ def main() -> int:
             ok = False
             print(f"FAIL: {name}: ids: first difference at generated token {bad} "
                   f"(HF margin there {g['top1_margins'][bad]})")
-        fast = top1(None)
-        fb = first_mismatch(fast, gen)
-        print(f"{name}: (information) with the tuned kernels: "
-              + ("all 32 equal" if fb is None else f"first difference at generated token {fb}"))
+        if backend == "cpu":
+            fast = top1(None)
+            fb = first_mismatch(fast, gen)
+            print(f"{name}: (information) with the tuned kernels: "
+                  + ("all 32 equal" if fb is None else f"first difference at generated token {fb}"))
 
-        text = rm.run_anvil(generate_cmd + ["-m", model, "--backend", "cpu", "-q", "-p", g["prompt"],
-                                            "-n", str(g["n_generate"]), "--temp", "0"], EXACT, cache_dir=tmp)
+        text = rm.run_anvil(generate_cmd + ["-m", model, "--backend", backend, "-q", "-p", g["prompt"],
+                                            "-n", str(g["n_generate"]), "--temp", "0"], exact, cache_dir=tmp)
     want = g["generated_text"] + "\n"  # generate ends its output with a newline
     if text == want:
         print(f"{name}: text: anvil generate printed the golden continuation {g['generated_text']!r}")
+    elif backend != "cpu":
+        print(f"{name}: (information) text on {backend}: anvil generate printed {text!r}\n"
+              f"  HF: {want!r}\n  HF's smallest top-two margins: {sorted(g['top1_margins'])[:3]}")
     else:
         ok = False
         print(f"FAIL: {name}: text: anvil generate printed {text!r}\n  expected {want!r}")

@@ -74,3 +74,22 @@ def run_anvil(args: list[str], env_extra: dict | None = None, cache_dir: str | N
     if p.returncode != 0:
         fail(f"{' '.join(args[:2])} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
     return p.stdout
+
+
+NO_GPU_MARKERS = ("no CUDA device", "has no CUDA", "CUDA unavailable", "no CUDA driver")
+
+
+def backend_from_argv(argv: list[str]) -> str:
+    """--backend NAME anywhere in argv (default cpu)."""
+    return argv[argv.index("--backend") + 1] if "--backend" in argv[:-1] else "cpu"
+
+
+def skip_unless_backend(backend: str, model: str) -> None:
+    """Skips (exit 77, reason printed) when `backend` cannot be opened on this machine."""
+    if backend == "cpu":
+        return
+    p = subprocess.run(anvil_command("generate") + ["-m", model, "--backend", backend, "-q", "-p", "a", "-n", "1",
+                                                    "--temp", "0"], capture_output=True, text=True)
+    if p.returncode != 0 and any(m in p.stderr for m in NO_GPU_MARKERS):
+        skip(f"no GPU: {p.stderr.strip()}")
+
