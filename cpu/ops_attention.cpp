@@ -16,19 +16,6 @@
 namespace anvil::cpu {
 namespace {
 
-Status check_kv(const char* op, const KvLayer& kv) {
-  for (const Tensor* t : {&kv.k, &kv.v}) {
-    if (t->type != DType::F32 && t->type != DType::F16)
-      return make_error(StatusCode::invalid_argument, op, ": KV tensors must be F32 or F16, got ", shape_str(*t));
-    if (!t->data || t->rows <= 0 || t->cols <= 0 || t->row_stride < t->row_size())
-      return make_error(StatusCode::invalid_argument, op, ": KV tensor ", shape_str(*t), " is empty or malformed");
-  }
-  if (kv.k.rows != kv.v.rows || kv.k.cols != kv.v.cols || kv.k.type != kv.v.type)
-    return make_error(StatusCode::invalid_argument, op, ": K ", shape_str(kv.k), " and V ", shape_str(kv.v),
-                      " differ");
-  return Status::ok();
-}
-
 // Element i of a KV row as f32.
 inline float kv_at(const Tensor& t, int64_t row, int64_t i) {
   if (t.type == DType::F32) return t.row<const float>(row)[i];
@@ -71,43 +58,8 @@ Status kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const Devic
 
 Status attention(const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step, Tensor out,
                  ThreadPool& pool) {
-  ANVIL_RETURN_IF_ERROR(check_step("attention", step, step.positions, "positions"));
-  ANVIL_RETURN_IF_ERROR(check_kv("attention", kv));
-  ANVIL_RETURN_IF_ERROR(check_f32("attention", "q", q));
-  ANVIL_RETURN_IF_ERROR(check_f32("attention", "out", out));
-  ANVIL_RETURN_IF_ERROR(check_same_shape("attention", "q", q, "out", out));
-  if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.head_dim <= 0 || p.n_heads % p.n_kv_heads != 0)
-    return make_error(StatusCode::invalid_argument, "attention: bad heads n_heads ", p.n_heads, ", n_kv_heads ",
-                      p.n_kv_heads, ", head_dim ", p.head_dim, " (n_heads must be a multiple of n_kv_heads)");
-  // scale 0 would silently give uniform attention; the struct's default is 0, so insist.
-  if (!std::isfinite(p.scale) || p.scale == 0.f || !(p.softcap >= 0.f) || p.sliding_window < 0)
-    return make_error(StatusCode::invalid_argument, "attention: scale ", p.scale, " must be finite and non-zero",
-                      " (usually 1/sqrt(head_dim)), softcap ", p.softcap, " and sliding_window ",
-                      p.sliding_window, " >= 0");
-  if (q.rows != step.n_tokens || q.cols != int64_t(p.n_heads) * p.head_dim)
-    return make_error(StatusCode::invalid_argument, "attention: q ", shape_str(q), " must be [", step.n_tokens,
-                      " x ", int64_t(p.n_heads) * p.head_dim, "]");
-  if (kv.k.cols != int64_t(p.n_kv_heads) * p.head_dim)
-    return make_error(StatusCode::invalid_argument, "attention: KV ", shape_str(kv.k), " must have n_kv_heads ",
-                      p.n_kv_heads, " * head_dim ", p.head_dim, " columns");
-  if (step.n_tokens > 0 && (!step.token_seq || !step.block_tables || !step.context_lens))
-    return make_error(StatusCode::invalid_argument, "attention: DeviceStep has no token_seq / block tables /"
-                      " context_lens (use prepare_step)");
-
-  // Every page a token will read must exist in the table and in the layer.
+  ANVIL_RETURN_IF_ERROR(check_attention(q, kv, p, step, out));
   const int32_t ps = step.page_size;
-  for (int32_t t = 0; t < step.n_tokens; ++t) {
-    const int32_t s = step.token_seq[t], pos = step.positions[t];
-    if (s < 0 || s >= step.n_seqs || pos < 0 || pos >= step.context_lens[s])
-      return make_error(StatusCode::invalid_argument, "attention: token ", t, " (sequence ", s, ", position ",
-                        pos, ") is outside its sequence");
-    for (int32_t b = window_start(pos, p.sliding_window) / ps; b <= pos / ps; ++b) {
-      const int32_t page = b < step.max_blocks ? step.block_tables[int64_t(s) * step.max_blocks + b] : -1;
-      if (page < 0 || (int64_t(page) + 1) * ps > kv.k.rows)
-        return make_error(StatusCode::invalid_argument, "attention: sequence ", s, " block ", b, " -> page ", page,
-                          " is not a page of the layer's ", kv.k.rows / ps, " pages of ", ps, " tokens");
-    }
-  }
 
   const int32_t group = p.n_heads / p.n_kv_heads;
   const int32_t hd = p.head_dim;

@@ -857,63 +857,14 @@ __global__ void __launch_bounds__(128)
 
 // ---- host side
 
-Status check_kv(const char* op, const KvLayer& kv) {
-  for (const Tensor* t : {&kv.k, &kv.v}) {
-    if (t->type != DType::F32 && t->type != DType::F16)
-      return make_error(StatusCode::invalid_argument, op, ": KV tensors must be F32 or F16, got ", shape_str(*t));
-    if (!t->data || t->rows <= 0 || t->cols <= 0 || t->row_stride < t->row_size())
-      return make_error(StatusCode::invalid_argument, op, ": KV tensor ", shape_str(*t), " is empty or malformed");
-  }
-  if (kv.k.rows != kv.v.rows || kv.k.cols != kv.v.cols || kv.k.type != kv.v.type)
-    return make_error(StatusCode::invalid_argument, op, ": K ", shape_str(kv.k), " and V ", shape_str(kv.v),
-                      " differ");
-  return Status::ok();
-}
-
-// cpu/ops_attention.cpp's checks, in the same order, on the step's host mirror; then what only
-// the CUDA kernels need.
+// The contract's checks (core/op_checks.h), then what only the CUDA kernels need.
 Status validate(const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step,
                 const Tensor& out) {
-  ANVIL_RETURN_IF_ERROR(check_step("attention", step, step.positions, "positions"));
-  ANVIL_RETURN_IF_ERROR(check_kv("attention", kv));
-  ANVIL_RETURN_IF_ERROR(check_f32("attention", "q", q));
-  ANVIL_RETURN_IF_ERROR(check_f32("attention", "out", out));
-  ANVIL_RETURN_IF_ERROR(check_same_shape("attention", "q", q, "out", out));
-  if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.head_dim <= 0 || p.n_heads % p.n_kv_heads != 0)
-    return make_error(StatusCode::invalid_argument, "attention: bad heads n_heads ", p.n_heads, ", n_kv_heads ",
-                      p.n_kv_heads, ", head_dim ", p.head_dim, " (n_heads must be a multiple of n_kv_heads)");
-  if (!std::isfinite(p.scale) || p.scale == 0.f || !(p.softcap >= 0.f) || p.sliding_window < 0)
-    return make_error(StatusCode::invalid_argument, "attention: scale ", p.scale, " must be finite and non-zero",
-                      " (usually 1/sqrt(head_dim)), softcap ", p.softcap, " and sliding_window ",
-                      p.sliding_window, " >= 0");
-  if (q.rows != step.n_tokens || q.cols != int64_t(p.n_heads) * p.head_dim)
-    return make_error(StatusCode::invalid_argument, "attention: q ", shape_str(q), " must be [", step.n_tokens,
-                      " x ", int64_t(p.n_heads) * p.head_dim, "]");
-  if (kv.k.cols != int64_t(p.n_kv_heads) * p.head_dim)
-    return make_error(StatusCode::invalid_argument, "attention: KV ", shape_str(kv.k), " must have n_kv_heads ",
-                      p.n_kv_heads, " * head_dim ", p.head_dim, " columns");
-  if (step.n_tokens > 0 && (!step.token_seq || !step.block_tables || !step.context_lens))
-    return make_error(StatusCode::invalid_argument, "attention: DeviceStep has no token_seq / block tables /"
-                      " context_lens (use prepare_step)");
+  ANVIL_RETURN_IF_ERROR(check_attention(q, kv, p, step, out));
   if (step.n_tokens > 0 && (!step.host || !step.seq_first_token || !step.seq_n_tokens))
     return make_error(StatusCode::invalid_argument, "attention: DeviceStep has no host mirror or sequence ranges"
                       " (use this backend's prepare_step)");
-
   const DeviceStep& hs = host_step(step);
-  const int32_t ps = hs.page_size;
-  for (int32_t t = 0; t < hs.n_tokens; ++t) {
-    const int32_t s = hs.token_seq[t], pos = hs.positions[t];
-    if (s < 0 || s >= hs.n_seqs || pos < 0 || pos >= hs.context_lens[s])
-      return make_error(StatusCode::invalid_argument, "attention: token ", t, " (sequence ", s, ", position ",
-                        pos, ") is outside its sequence");
-    const int32_t lo = p.sliding_window > 0 ? std::max(0, pos - p.sliding_window + 1) : 0;
-    for (int32_t b = lo / ps; b <= pos / ps; ++b) {
-      const int32_t page = b < hs.max_blocks ? hs.block_tables[int64_t(s) * hs.max_blocks + b] : -1;
-      if (page < 0 || (int64_t(page) + 1) * ps > kv.k.rows)
-        return make_error(StatusCode::invalid_argument, "attention: sequence ", s, " block ", b, " -> page ", page,
-                          " is not a page of the layer's ", kv.k.rows / ps, " pages of ", ps, " tokens");
-    }
-  }
   // The kernels also read each token's sequence range; make_host_step guarantees it, a
   // hand-made step may not.
   for (int32_t s = 0; s < hs.n_seqs; ++s) {

@@ -18,19 +18,6 @@
 namespace anvil::cuda {
 namespace {
 
-Status check_kv(const char* op, const KvLayer& kv) {
-  for (const Tensor* t : {&kv.k, &kv.v}) {
-    if (t->type != DType::F32 && t->type != DType::F16)
-      return make_error(StatusCode::invalid_argument, op, ": KV tensors must be F32 or F16, got ", shape_str(*t));
-    if (!t->data || t->rows <= 0 || t->cols <= 0 || t->row_stride < t->row_size())
-      return make_error(StatusCode::invalid_argument, op, ": KV tensor ", shape_str(*t), " is empty or malformed");
-  }
-  if (kv.k.rows != kv.v.rows || kv.k.cols != kv.v.cols || kv.k.type != kv.v.type)
-    return make_error(StatusCode::invalid_argument, op, ": K ", shape_str(kv.k), " and V ", shape_str(kv.v),
-                      " differ");
-  return Status::ok();
-}
-
 struct KvStoreParams {
   const float* k = nullptr;
   const float* v = nullptr;
