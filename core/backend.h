@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 
+#include "core/sampler.h"
 #include "core/status.h"
 #include "core/step_batch.h"
 #include "core/tensor.h"
@@ -227,6 +228,15 @@ class Backend {
 
   // Copies whole KV pages src -> dst in every given layer (copy-on-write of a shared page).
   virtual Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) = 0;
+
+  // ---- sampling
+  // ids[i] = the token sample_row(logits row i, requests[i]) draws (core/sampler.h: penalties,
+  // top-k, top-p, min-p, temperature, the request's uniform), for logits F32 [n, n_vocab]
+  // (rows may be strided). Waits for the result. The default copies the rows to the host and runs
+  // sample_row there; a device backend draws on the device and copies back only the ids.
+  // Errors: sample_row's (invalid_argument), and invalid_argument when the logits are not F32 or
+  // requests / ids do not have one entry per row.
+  virtual Status sample(const Tensor& logits, std::span<const SampleRequest> requests, std::span<int32_t> ids);
 };
 
 }  // namespace anvil

@@ -32,6 +32,7 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
   auto backend = open_backend(options.backend, options.n_threads);
   if (!backend) return backend.status();
   e->backend_ = std::move(*backend);
+  if (!e->options_.backend_sampling) e->options_.backend_sampling = e->backend_->kind() != DeviceKind::cpu;
   if (!e->options_.kv_type) e->options_.kv_type = e->backend_->kind() == DeviceKind::cpu ? DType::F32 : DType::F16;
   if (*e->options_.kv_type != DType::F32 && *e->options_.kv_type != DType::F16)
     return make_error(StatusCode::invalid_argument, "engine options: the KV cache type must be F32 or F16, not ",
@@ -274,7 +275,43 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
   ANVIL_RETURN_IF_ERROR(backend_->copy_to_host(host_logits_.data(), *logits));
 
   // The logit rows come in batch order: every token of a logits_all sequence, else its last.
-  size_t row = 0;
+  std::vector<int64_t> last_row(planned.size());
+  {
+    int64_t row = 0;
+    for (size_t i = 0; i < planned.size(); ++i) {
+      row += work[planned[i].item].logits_all ? planned[i].n : 1;
+      last_row[i] = row - 1;
+    }
+  }
+  // Draws for the items this step finishes that asked for one, before anything is committed
+  // (a failed draw leaves the step uncommitted, like a failed forward). Sampling sees each
+  // session's history with this step's tokens appended.
+  std::vector<size_t> drawn;  // indices into planned
+  std::vector<SampleRequest> requests;
+  for (size_t i = 0; i < planned.size(); ++i) {
+    const SequenceWork& w = work[planned[i].item];
+    if (!w.sample || w.logits_all || w.n_done + size_t(planned[i].n) < w.tokens.size()) continue;
+    const StepSequence& seq = batch.seqs[i];
+    std::vector<int32_t> history = w.session->tokens_;
+    history.insert(history.end(), batch.tokens.begin() + seq.first_token,
+                   batch.tokens.begin() + seq.first_token + seq.n_tokens);
+    auto req = w.session->sampler_.request(history, n_vocab());
+    if (!req) return req.status();
+    requests.push_back(std::move(*req));
+    drawn.push_back(i);
+  }
+  std::vector<int32_t> sampled(drawn.size(), -1);
+  // One Backend::sample per run of consecutive rows (usually one: a step of decodes).
+  for (size_t j0 = 0; j0 < drawn.size();) {
+    size_t j1 = j0 + 1;
+    while (j1 < drawn.size() && last_row[drawn[j1]] == last_row[drawn[j1 - 1]] + 1) ++j1;
+    const size_t n = j1 - j0;
+    ANVIL_RETURN_IF_ERROR(backend_->sample(logits->slice_rows(last_row[drawn[j0]], int64_t(n)),
+                                           std::span(requests).subspan(j0, n), std::span(sampled).subspan(j0, n)));
+    j0 = j1;
+  }
+
+  size_t row = 0, next_draw = 0;
   int32_t n_total = 0;
   for (size_t i = 0; i < planned.size(); ++i) {
     SequenceWork& w = work[planned[i].item];
@@ -289,7 +326,14 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     ANVIL_RETURN_IF_ERROR(kv_->commit(*s.seq_, ids));
     s.tokens_.insert(s.tokens_.end(), ids.begin(), ids.end());
     s.last_logits_.assign(last, last + V);
+    s.drop_pending();
     w.n_done += ids.size();
+    if (next_draw < drawn.size() && drawn[next_draw] == i) {
+      w.sampled = sampled[next_draw];
+      s.pending_token_ = w.sampled;
+      s.pending_request_ = std::move(requests[next_draw]);
+      ++next_draw;
+    }
     if (w.logits_all)
       w.logits.insert(w.logits.end(), first, first + n_rows * V);
     else if (w.done())

@@ -60,6 +60,10 @@ struct EngineOptions {
   // KV cache element type: F32 or F16; unset = F32 on the CPU (the oracle stays exact), F16 on
   // GPUs (half the bytes attention reads).
   std::optional<DType> kv_type;
+  // Session::decode_step / generate draw each next token with Backend::sample right after the
+  // step (on a GPU: on the device, no host pass over the vocabulary); unset = on for GPU
+  // backends, off on the CPU (where the host sampler is the backend's sampler anyway).
+  std::optional<bool> backend_sampling;
   bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
                                  // for models with recurrent layers, see above)
   models::LoadOptions load;      // progress callback while binding weights
@@ -70,7 +74,11 @@ struct SequenceWork {
   Session* session = nullptr;
   std::vector<int32_t> tokens;  // appended in order
   bool logits_all = false;      // keep every token's logits (disables prefix-cache reuse), else the last one's
+  // Draw the next token from the last token's logits with the session's sampler on the backend
+  // (Backend::sample) in the step that finishes the item: `sampled`. Ignored with logits_all.
+  bool sample = false;
   // Filled by Engine::step:
+  int32_t sampled = -1;         // the drawn token once done(), when `sample`
   size_t n_done = 0;            // tokens of `tokens` already in the session (prefix-cache hits included)
   std::vector<float> logits;    // logits_all: one n_vocab row per token fed; else the last token's row once done()
   bool done() const { return n_done >= tokens.size(); }

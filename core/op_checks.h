@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <string>
 
 #include "core/backend.h"
@@ -36,6 +37,27 @@ inline Status check_f32(const char* op, const char* arg, const Tensor& t) {
   if (t.rows > 1 && t.row_stride < size_t(t.cols) * sizeof(float))
     return make_error(StatusCode::invalid_argument, op, ": ", arg, " ", shape_str(t), " has row_stride ",
                       t.row_stride, " shorter than a row");
+  return Status::ok();
+}
+
+// Backend::sample's arguments: F32 logits [n, n_vocab > 0] and one request and id slot per row;
+// every penalty id inside the row (sample_row would reject it too; device kernels must not
+// index past the row).
+inline Status check_sample(const Tensor& logits, std::span<const SampleRequest> requests, size_t n_ids) {
+  ANVIL_RETURN_IF_ERROR(check_f32("sample", "logits", logits));
+  if (logits.cols <= 0) return make_error(StatusCode::invalid_argument, "sample: logits ", shape_str(logits), " have no columns");
+  if (requests.size() != size_t(logits.rows) || n_ids != size_t(logits.rows))
+    return make_error(StatusCode::invalid_argument, "sample: logits ", shape_str(logits), " but ", requests.size(),
+                      " requests and ", n_ids, " id slots");
+  for (const SampleRequest& r : requests) {
+    ANVIL_RETURN_IF_ERROR(validate(r.params));
+    if (!(r.uniform >= 0.0 && r.uniform < 1.0))
+      return make_error(StatusCode::invalid_argument, "sample: uniform ", r.uniform, " outside [0, 1)");
+    for (const PenaltyCount& pc : r.penalties)
+      if (pc.id < 0 || pc.id >= logits.cols || pc.count < 1)
+        return make_error(StatusCode::invalid_argument, "sample: penalty entry (", pc.id, ", ", pc.count,
+                          ") outside the vocabulary [0, ", logits.cols, ") or with a count below 1");
+  }
   return Status::ok();
 }
 

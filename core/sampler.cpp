@@ -62,176 +62,232 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 void Sampler::reseed(uint64_t seed) {
   params_.seed = seed;
   rng_.seed(seed);
+  returned_.clear();
 }
 
-Status Sampler::apply_penalties(std::span<const int32_t> history) {
-  const SamplingParams& p = params_;
-  const bool any = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  if (!any || p.repeat_last_n == 0 || history.empty()) return Status::ok();
+double Sampler::next_uniform() {
+  if (returned_.empty()) return uniform01(rng_);
+  const double u = returned_.back();
+  returned_.pop_back();
+  return u;
+}
 
+void Sampler::unget(const SampleRequest& unused) {
+  if (unused.params.temperature > 0.0f) returned_.push_back(unused.uniform);
+}
+
+Expected<std::vector<PenaltyCount>> penalty_counts(const SamplingParams& p, std::span<const int32_t> history,
+                                                   int64_t n_vocab) {
+  std::vector<PenaltyCount> out;
+  const bool any = p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (!any || p.repeat_last_n == 0 || history.empty()) return out;
   size_t n = history.size();
   if (p.repeat_last_n > 0) n = std::min(n, static_cast<size_t>(p.repeat_last_n));
   // Count by sorting the (short) window rather than a vocab-sized table.
-  window_.assign(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
-  const auto n_vocab = static_cast<int64_t>(work_.size());
-  for (int32_t id : window_) {
+  std::vector<int32_t> window(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+  for (int32_t id : window)
     if (id < 0 || id >= n_vocab)
       return make_error(StatusCode::invalid_argument, "sampling: history token ", id, " is outside the vocabulary [0, ",
                         n_vocab, ")");
-  }
-  std::sort(window_.begin(), window_.end());
-  for (size_t i = 0; i < window_.size();) {
+  std::sort(window.begin(), window.end());
+  for (size_t i = 0; i < window.size();) {
     size_t j = i;
-    while (j < window_.size() && window_[j] == window_[i]) ++j;
-    const auto count = static_cast<float>(j - i);
-    float& l = work_[static_cast<size_t>(window_[i])];
-    if (l != kNegInf) {
-      l = l > 0.0f ? l / p.repeat_penalty : l * p.repeat_penalty;
-      l -= count * p.frequency_penalty + p.presence_penalty;
-    }
+    while (j < window.size() && window[j] == window[i]) ++j;
+    out.push_back({window[i], static_cast<int32_t>(j - i)});
     i = j;
   }
-  return Status::ok();
+  return out;
 }
 
-int32_t Sampler::argmax() const {
-  int32_t best = -1;
-  float best_l = kNegInf;
-  for (size_t i = 0; i < work_.size(); ++i) {
-    if (work_[i] > best_l) {  // strict: the first index of the maximum wins ties
-      best_l = work_[i];
-      best = static_cast<int32_t>(i);
-    }
-  }
-  return best;
-}
+namespace {
 
-void Sampler::keep_top_k() {
-  const auto k = static_cast<size_t>(params_.top_k);
-  if (k == 0 || k >= cand_.size()) return;
-  const float* w = work_.data();
-  auto higher = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-  std::nth_element(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k - 1), cand_.end(), higher);
-  cand_.resize(k);
-}
+// The filter stages over SampleScratch: work = penalised logits, cand = survivors.
+class RowFilter {
+ public:
+  RowFilter(const SamplingParams& p, SampleScratch& s) : p_(p), work_(s.work), cand_(s.cand) {}
 
-void Sampler::keep_top_p() {
-  if (params_.top_p >= 1.0f || cand_.size() <= 1) return;
-  const float* w = work_.data();
-  auto higher = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-  float max_l = kNegInf;
-  for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
-  double total = 0.0;
-  for (int32_t id : cand_) total += std::exp(static_cast<double>(w[id]) - max_l);
-  const double target = static_cast<double>(params_.top_p) * total;
-
-  // Sort a growing prefix: the kept set is usually a few hundred tokens out of 100k+, so
-  // select-then-sort the next chunk instead of sorting everything.
-  double cum = 0.0;
-  size_t sorted = 0;
-  size_t chunk = 256;
-  while (sorted < cand_.size()) {
-    const size_t end = std::min(cand_.size(), sorted + chunk);
-    auto first = cand_.begin() + static_cast<std::ptrdiff_t>(sorted);
-    auto last = cand_.begin() + static_cast<std::ptrdiff_t>(end);
-    if (end < cand_.size()) std::nth_element(first, last - 1, cand_.end(), higher);
-    std::sort(first, last, higher);
-    for (size_t i = sorted; i < end; ++i) {
-      cum += std::exp(static_cast<double>(w[cand_[i]]) - max_l);
-      if (cum >= target) {
-        cand_.resize(i + 1);
-        return;
+  // Fills work with the penalised logits and cand with the surviving ids, ascending.
+  Status run(std::span<const float> logits, std::span<const PenaltyCount> penalties) {
+    if (logits.empty()) return make_error(StatusCode::invalid_argument, "sampling: empty logits row");
+    if (logits.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+      return make_error(StatusCode::invalid_argument, "sampling: logits row too long (", logits.size(), ")");
+    work_.resize(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) work_[i] = sanitize(logits[i]);
+    for (const PenaltyCount& pc : penalties) {
+      if (pc.id < 0 || static_cast<size_t>(pc.id) >= work_.size())
+        return make_error(StatusCode::invalid_argument, "sampling: history token ", pc.id,
+                          " is outside the vocabulary [0, ", work_.size(), ")");
+      float& l = work_[static_cast<size_t>(pc.id)];
+      if (l != kNegInf) {
+        l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+        l -= static_cast<float>(pc.count) * p_.frequency_penalty + p_.presence_penalty;
       }
     }
-    sorted = end;
-    chunk *= 4;
+    cand_.clear();
+    if (p_.temperature == 0.0f) {
+      const int32_t best = argmax();
+      if (best >= 0) cand_.push_back(best);
+    } else {
+      for (size_t i = 0; i < work_.size(); ++i)
+        if (work_[i] != kNegInf) cand_.push_back(static_cast<int32_t>(i));
+      keep_top_k();
+      keep_top_p();
+      keep_min_p();
+      // The draw walks the survivors by id; the filters may have left them in any order.
+      if (!std::is_sorted(cand_.begin(), cand_.end())) std::sort(cand_.begin(), cand_.end());
+    }
+    if (cand_.empty())
+      return make_error(StatusCode::invalid_argument,
+                        "sampling: no token can be sampled (every logit is -inf or NaN after penalties)");
+    return Status::ok();
   }
-}
 
-void Sampler::keep_min_p() {
-  if (params_.min_p <= 0.0f || cand_.size() <= 1) return;
-  const float* w = work_.data();
+ private:
+  // The first index of the largest logit; -1 when none is above -inf.
+  int32_t argmax() const {
+    int32_t best = -1;
+    float best_l = kNegInf;
+    for (size_t i = 0; i < work_.size(); ++i) {
+      if (work_[i] > best_l) {  // strict: the first index of the maximum wins ties
+        best_l = work_[i];
+        best = static_cast<int32_t>(i);
+      }
+    }
+    return best;
+  }
+
+  void keep_top_k() {
+    const auto k = static_cast<size_t>(p_.top_k);
+    if (k == 0 || k >= cand_.size()) return;
+    const float* w = work_.data();
+    auto higher = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+    std::nth_element(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k - 1), cand_.end(), higher);
+    cand_.resize(k);
+  }
+
+  void keep_top_p() {
+    if (p_.top_p >= 1.0f || cand_.size() <= 1) return;
+    const float* w = work_.data();
+    auto higher = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+    float max_l = kNegInf;
+    for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
+    double total = 0.0;
+    for (int32_t id : cand_) total += std::exp(static_cast<double>(w[id]) - max_l);
+    const double target = static_cast<double>(p_.top_p) * total;
+
+    // Sort a growing prefix: the kept set is usually a few hundred tokens out of 100k+, so
+    // select-then-sort the next chunk instead of sorting everything.
+    double cum = 0.0;
+    size_t sorted = 0;
+    size_t chunk = 256;
+    while (sorted < cand_.size()) {
+      const size_t end = std::min(cand_.size(), sorted + chunk);
+      auto first = cand_.begin() + static_cast<std::ptrdiff_t>(sorted);
+      auto last = cand_.begin() + static_cast<std::ptrdiff_t>(end);
+      if (end < cand_.size()) std::nth_element(first, last - 1, cand_.end(), higher);
+      std::sort(first, last, higher);
+      for (size_t i = sorted; i < end; ++i) {
+        cum += std::exp(static_cast<double>(w[cand_[i]]) - max_l);
+        if (cum >= target) {
+          cand_.resize(i + 1);
+          return;
+        }
+      }
+      sorted = end;
+      chunk *= 4;
+    }
+  }
+
+  void keep_min_p() {
+    if (p_.min_p <= 0.0f || cand_.size() <= 1) return;
+    const float* w = work_.data();
+    float max_l = kNegInf;
+    for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
+    // p_i >= min_p * p_max  <=>  l_i - l_max >= log(min_p); compared in double so a max of
+    // FLT_MAX does not overflow.
+    const double threshold = std::log(static_cast<double>(p_.min_p));
+    std::erase_if(cand_, [&](int32_t id) { return static_cast<double>(w[id]) - max_l < threshold; });
+  }
+
+  const SamplingParams& p_;
+  std::vector<float>& work_;
+  std::vector<int32_t>& cand_;
+};
+
+// Weights exp((l - max) / T) of the survivors, in cand order; returns their sum.
+double draw_weights(const SamplingParams& p, SampleScratch& s) {
+  const float* w = s.work.data();
   float max_l = kNegInf;
-  for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
-  // p_i >= min_p * p_max  <=>  l_i - l_max >= log(min_p); compared in double so a max of
-  // FLT_MAX does not overflow.
-  const double threshold = std::log(static_cast<double>(params_.min_p));
-  std::erase_if(cand_, [&](int32_t id) { return static_cast<double>(w[id]) - max_l < threshold; });
+  for (int32_t id : s.cand) max_l = std::max(max_l, w[id]);
+  const double inv_t = 1.0 / static_cast<double>(p.temperature);
+  s.weights.resize(s.cand.size());
+  double total = 0.0;
+  for (size_t i = 0; i < s.cand.size(); ++i) {
+    s.weights[i] = std::exp((static_cast<double>(w[s.cand[i]]) - max_l) * inv_t);
+    total += s.weights[i];
+  }
+  return total;
 }
 
-Status Sampler::filter(std::span<const float> logits, std::span<const int32_t> history) {
-  if (logits.empty()) return make_error(StatusCode::invalid_argument, "sampling: empty logits row");
-  if (logits.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
-    return make_error(StatusCode::invalid_argument, "sampling: logits row too long (", logits.size(), ")");
-  work_.resize(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) work_[i] = sanitize(logits[i]);
-  ANVIL_RETURN_IF_ERROR(apply_penalties(history));
-
-  cand_.clear();
-  if (params_.temperature == 0.0f) {
-    const int32_t best = argmax();
-    if (best >= 0) cand_.push_back(best);
-  } else {
-    for (size_t i = 0; i < work_.size(); ++i)
-      if (work_[i] != kNegInf) cand_.push_back(static_cast<int32_t>(i));
-    keep_top_k();
-    keep_top_p();
-    keep_min_p();
+// The draw over survivors RowFilter left in s: the first (by id) whose running weight exceeds
+// u * total.
+int32_t draw(const SamplingParams& p, double uniform, SampleScratch& s) {
+  if (p.temperature == 0.0f) return s.cand[0];
+  const double r = uniform * draw_weights(p, s);
+  double cum = 0.0;
+  for (size_t i = 0; i < s.cand.size(); ++i) {
+    cum += s.weights[i];
+    if (r < cum) return s.cand[i];
   }
-  if (cand_.empty())
-    return make_error(StatusCode::invalid_argument,
-                      "sampling: no token can be sampled (every logit is -inf or NaN after penalties)");
-  return Status::ok();
+  // Rounding left r at the very top: the last token with any weight.
+  for (size_t i = s.cand.size(); i-- > 0;)
+    if (s.weights[i] > 0.0) return s.cand[i];
+  return s.cand.back();
+}
+
+}  // namespace
+
+Expected<int32_t> sample_row(std::span<const float> logits, const SampleRequest& request, SampleScratch* scratch) {
+  SampleScratch local;
+  SampleScratch& s = scratch ? *scratch : local;
+  ANVIL_RETURN_IF_ERROR(RowFilter(request.params, s).run(logits, request.penalties));
+  return draw(request.params, request.uniform, s);
+}
+
+Expected<SampleRequest> Sampler::request(std::span<const int32_t> history, int64_t n_vocab) {
+  auto pen = penalty_counts(params_, history, n_vocab);
+  if (!pen) return pen.status();
+  SampleRequest r;
+  r.params = params_;
+  r.penalties = std::move(*pen);
+  if (params_.temperature > 0.0f) r.uniform = next_uniform();
+  return r;
 }
 
 Expected<int32_t> Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
-  ANVIL_RETURN_IF_ERROR(filter(logits, history));
-  if (params_.temperature == 0.0f) return cand_[0];
-
-  const float* w = work_.data();
-  float max_l = kNegInf;
-  for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
-  const double inv_t = 1.0 / static_cast<double>(params_.temperature);
-  weights_.resize(cand_.size());
-  double total = 0.0;
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    weights_[i] = std::exp((static_cast<double>(w[cand_[i]]) - max_l) * inv_t);
-    total += weights_[i];
-  }
-  const double r = uniform01(rng_) * total;
-  double cum = 0.0;
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    cum += weights_[i];
-    if (r < cum) return cand_[i];
-  }
-  // Rounding left r at the very top: the last token with any weight.
-  for (size_t i = cand_.size(); i-- > 0;)
-    if (weights_[i] > 0.0) return cand_[i];
-  return cand_.back();
+  auto pen = penalty_counts(params_, history, static_cast<int64_t>(logits.size()));
+  if (!pen) return pen.status();
+  ANVIL_RETURN_IF_ERROR(RowFilter(params_, scratch_).run(logits, *pen));
+  // Only a call that can draw consumes a generator output (as request() + sample_row()).
+  const double u = params_.temperature > 0.0f ? next_uniform() : 0.0;
+  return draw(params_, u, scratch_);
 }
 
 Expected<std::vector<TokenProb>> Sampler::distribution(std::span<const float> logits,
                                                        std::span<const int32_t> history) {
-  ANVIL_RETURN_IF_ERROR(filter(logits, history));
+  auto pen = penalty_counts(params_, history, static_cast<int64_t>(logits.size()));
+  if (!pen) return pen.status();
+  ANVIL_RETURN_IF_ERROR(RowFilter(params_, scratch_).run(logits, *pen));
   std::vector<TokenProb> out;
-  out.reserve(cand_.size());
+  out.reserve(scratch_.cand.size());
   if (params_.temperature == 0.0f) {
-    out.push_back({cand_[0], 1.0f});
+    out.push_back({scratch_.cand[0], 1.0f});
     return out;
   }
-  const float* w = work_.data();
-  float max_l = kNegInf;
-  for (int32_t id : cand_) max_l = std::max(max_l, w[id]);
-  const double inv_t = 1.0 / static_cast<double>(params_.temperature);
-  double total = 0.0;
-  weights_.resize(cand_.size());
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    weights_[i] = std::exp((static_cast<double>(w[cand_[i]]) - max_l) * inv_t);
-    total += weights_[i];
-  }
-  for (size_t i = 0; i < cand_.size(); ++i) {
-    const auto p = static_cast<float>(weights_[i] / total);
-    if (p > 0.0f) out.push_back({cand_[i], p});  // underflowed tokens can never be drawn
+  const double total = draw_weights(params_, scratch_);
+  for (size_t i = 0; i < scratch_.cand.size(); ++i) {
+    const auto p = static_cast<float>(scratch_.weights[i] / total);
+    if (p > 0.0f) out.push_back({scratch_.cand[i], p});  // underflowed tokens can never be drawn
   }
   std::sort(out.begin(), out.end(),
             [](const TokenProb& a, const TokenProb& b) { return a.p > b.p || (a.p == b.p && a.id < b.id); });

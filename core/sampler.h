@@ -11,7 +11,8 @@
 //   3. top-p      keep the shortest prefix (by descending probability at temperature 1,
 //                 renormalised over the survivors) whose mass reaches top_p; at least one token
 //   4. min-p      keep tokens with p >= min_p * p_max (at temperature 1)
-//   5. temperature, softmax over the survivors, one draw
+//   5. temperature, softmax over the survivors, one draw: r = u * (sum of the survivors' weights),
+//                 then the first survivor in ascending id order whose running sum exceeds r
 // temperature == 0 is greedy: the first index of the largest penalised logit (ties -> lowest id);
 // filters cannot change that token, so they are skipped. Ties inside top-k/top-p are broken by
 // the lower id, so the kept set is a function of the inputs only.
@@ -26,6 +27,13 @@
 // exactly one output. The same seed, params and inputs therefore give the same token stream
 // everywhere. The cost is O(n_vocab) per call plus O(k log k) for the kept prefix: top-k uses a
 // selection, and top-p without top-k sorts only a growing prefix, never the whole vocabulary.
+//
+// Sampling on a backend (Backend::sample, e.g. CUDA kernels) splits a draw in two: the host
+// part, Sampler::request(), turns the history into penalty counts and takes the draw's uniform
+// from the generator; the row part, sample_row(), applies the chain above to one logits row.
+// sample() is exactly request() + sample_row(), and sample_row() is the reference every backend's
+// sample() is tested against, so a token stream does not depend on where the rows were sampled
+// (beyond the rounding of sums at a boundary of the kept set or of the draw).
 //
 // Thread-safety: a Sampler holds scratch buffers and the generator state; use one per sequence
 // (or guard it). The free functions are pure.
@@ -56,6 +64,38 @@ struct SamplingParams {
 // top_p / min_p outside [0, 1], repeat_penalty <= 0, repeat_last_n < -1, non-finite penalties).
 Status validate(const SamplingParams& params);
 
+// A distinct token of the penalty window and how often it occurs there.
+struct PenaltyCount {
+  int32_t id;
+  int32_t count;
+};
+
+// Everything a draw needs besides the logits row (see the file comment): what Backend::sample
+// takes per row.
+struct SampleRequest {
+  SamplingParams params;               // `seed` is unused: the draw is `uniform`
+  double uniform = 0.0;                // in [0, 1); unused when temperature == 0
+  std::vector<PenaltyCount> penalties; // the penalty window, ids ascending; empty when no penalty applies
+};
+
+// The penalty window of `history` under p as distinct (id, count) pairs, ids ascending; empty
+// when p applies no penalty. invalid_argument for an id outside [0, n_vocab).
+Expected<std::vector<PenaltyCount>> penalty_counts(const SamplingParams& p, std::span<const int32_t> history,
+                                                   int64_t n_vocab);
+
+// Scratch buffers of sample_row (reused across calls to avoid vocabulary-sized allocations).
+struct SampleScratch {
+  std::vector<float> work;      // penalised logits
+  std::vector<int32_t> cand;    // surviving ids
+  std::vector<double> weights;  // the draw's weights
+};
+
+// The chain of the file comment over one row with the request's penalties and uniform.
+// invalid_argument for an empty row, a penalty id outside the row, or when every logit is
+// -inf/NaN. Pure apart from `scratch` (may be null).
+Expected<int32_t> sample_row(std::span<const float> logits, const SampleRequest& request,
+                             SampleScratch* scratch = nullptr);
+
 // One entry of the distribution the next draw uses.
 struct TokenProb {
   int32_t id;
@@ -80,26 +120,25 @@ class Sampler {
   Expected<std::vector<TokenProb>> distribution(std::span<const float> logits,
                                                 std::span<const int32_t> history);
 
+  // The host half of sample() for a backend to finish (Backend::sample): the penalty counts of
+  // `history` and, when temperature > 0, the draw's uniform (one generator output, as sample()
+  // consumes). invalid_argument for a history id outside [0, n_vocab).
+  Expected<SampleRequest> request(std::span<const int32_t> history, int64_t n_vocab);
+  // Gives back the uniform of a request that was never drawn: the next draw uses it, so a
+  // dropped request leaves the token stream as if it had never been made.
+  void unget(const SampleRequest& unused);
+
   const SamplingParams& params() const { return params_; }
   // Restarts the random stream as if freshly constructed with `seed`.
   void reseed(uint64_t seed);
 
  private:
-  // Fills work_ with the penalised logits and cand_ with the surviving ids (any order).
-  Status filter(std::span<const float> logits, std::span<const int32_t> history);
-  Status apply_penalties(std::span<const int32_t> history);
-  void keep_top_k();
-  void keep_top_p();
-  void keep_min_p();
-  // Greedy pick over work_; -1 when no logit is above -inf.
-  int32_t argmax() const;
+  double next_uniform();
 
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;      // penalised logits, n_vocab
-  std::vector<int32_t> cand_;    // surviving ids
-  std::vector<int32_t> window_;  // scratch for penalty counting
-  std::vector<double> weights_;  // scratch for the draw
+  std::vector<double> returned_;  // ungot uniforms, the next one last
+  SampleScratch scratch_;
 };
 
 // Numerically stable softmax / log-softmax of one row (max subtracted, sums in double).

@@ -24,13 +24,21 @@ void Session::reset() {
   state_slot_.reset();
   tokens_.clear();
   last_logits_.clear();
+  drop_pending();
 }
 
-Expected<std::vector<float>> Session::eval(std::span<const int32_t> tokens, bool logits_all) {
+void Session::drop_pending() {
+  if (pending_token_) sampler_.unget(pending_request_);
+  pending_token_.reset();
+}
+
+Expected<std::vector<float>> Session::eval(std::span<const int32_t> tokens, bool logits_all, bool sample) {
+  drop_pending();
   std::vector<SequenceWork> work(1);
   work[0].session = this;
   work[0].tokens.assign(tokens.begin(), tokens.end());
   work[0].logits_all = logits_all;
+  work[0].sample = sample;
   ANVIL_RETURN_IF_ERROR(engine_.run(work));
   return std::move(work[0].logits);
 }
@@ -45,11 +53,25 @@ Expected<std::vector<float>> Session::eval_all(std::span<const int32_t> tokens) 
 Expected<int32_t> Session::decode_step() {
   if (last_logits_.empty())
     return make_error(StatusCode::invalid_argument, "decode_step: the session holds no token yet (prefill first)");
-  auto id = sampler_.sample(last_logits_, tokens_);
-  if (!id) return id.status();
-  const int32_t tok = *id;
-  auto logits = eval(std::span(&tok, 1), false);
-  if (!logits) return logits.status();
+  int32_t tok;
+  std::optional<SampleRequest> used;  // the pending draw this call appends (its uniform stays consumed)
+  if (pending_token_) {
+    tok = *pending_token_;
+    used = std::move(pending_request_);
+    pending_token_.reset();
+  } else {
+    auto id = sampler_.sample(last_logits_, tokens_);
+    if (!id) return id.status();
+    tok = *id;
+  }
+  auto logits = eval(std::span(&tok, 1), false, engine_.options().backend_sampling.value_or(false));
+  if (!logits) {
+    if (used) {  // nothing was appended: the draw is still the next token
+      pending_token_ = tok;
+      pending_request_ = std::move(*used);
+    }
+    return logits.status();
+  }
   return tok;
 }
 

@@ -51,7 +51,9 @@ class Session {
   // Appends tokens; returns the logits of every one of them, [tokens.size(), n_vocab] row-major.
   Expected<std::vector<float>> eval_all(std::span<const int32_t> tokens);
   // Samples the next token from last_logits(), appends it (one step) and returns it.
-  // invalid_argument before the first token.
+  // invalid_argument before the first token. With EngineOptions::backend_sampling the step also
+  // draws the token after it on the backend (the sampler's next draw, taken at once), which the
+  // next decode_step() appends; any other call that appends tokens drops that draw.
   Expected<int32_t> decode_step();
   // Appends `prompt` (may be empty if the session already holds tokens), then samples and
   // appends up to n_max tokens, calling on_token(id) for each; stops early when on_token returns
@@ -70,7 +72,7 @@ class Session {
  private:
   friend class Engine;
   Session(Engine& engine, Sampler sampler) : engine_(engine), sampler_(std::move(sampler)) {}
-  Expected<std::vector<float>> eval(std::span<const int32_t> tokens, bool logits_all);
+  Expected<std::vector<float>> eval(std::span<const int32_t> tokens, bool logits_all, bool sample = false);
 
   Engine& engine_;
   Sampler sampler_;
@@ -78,6 +80,11 @@ class Session {
   std::optional<int32_t> state_slot_;  // recurrent-state slot (hybrid models), from the first step
   std::vector<int32_t> tokens_;
   std::vector<float> last_logits_;
+  // The token drawn on the backend after the last step (decode_step) and its request, whose
+  // uniform goes back to the sampler if the token is dropped.
+  std::optional<int32_t> pending_token_;
+  SampleRequest pending_request_;
+  void drop_pending();
 };
 
 }  // namespace anvil

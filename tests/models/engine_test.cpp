@@ -331,6 +331,64 @@ TEST(EngineQwen35, StateSlotsPerSessionFreedAndZeroedOnReuse) {
   expect_pool_drained(*e);
 }
 
+TEST(EngineSampling, BackendSamplingGivesTheHostSamplersStream) {
+  // EngineOptions::backend_sampling draws each next token in the step (Backend::sample; on the
+  // CPU its default, which runs sample_row on the copied rows). With the same seed the token
+  // streams must equal the host sampler's, across turns: a draw made after the last token of a
+  // turn is dropped when the next turn prefills, and its uniform goes back to the sampler.
+  SamplingParams sp;
+  sp.temperature = 1.2f, sp.top_k = 0, sp.top_p = 0.97f, sp.min_p = 0.0f, sp.seed = 4242;
+  sp.repeat_penalty = 1.2f, sp.frequency_penalty = 0.1f, sp.repeat_last_n = 8;
+  auto run = [&](bool backend_sampling) {
+    auto e = open("tiny-qwen2", {.backend_sampling = backend_sampling});
+    std::vector<int32_t> out;
+    if (!e) return out;
+    EXPECT_EQ(e->options().backend_sampling, backend_sampling);
+    auto s = e->new_session(sp).value();
+    const int32_t V = e->n_vocab();
+    for (uint32_t turn = 0; turn < 3; ++turn) {
+      auto st = s->generate(tokens(7, 40 + turn, V), 12, [&](int32_t id) {
+        out.push_back(id);
+        return true;
+      });
+      EXPECT_TRUE(st.has_value()) << st.status().to_string();
+    }
+    // and a batch of two sessions stepped together, each drawing in the step
+    auto a = e->new_session(sp).value(), b = e->new_session(sp).value();
+    EXPECT_TRUE(a->prefill(tokens(5, 60, V)).has_value());
+    EXPECT_TRUE(b->prefill(tokens(9, 61, V)).has_value());
+    for (int i = 0; i < 6; ++i) {
+      out.push_back(a->decode_step().value());
+      out.push_back(b->decode_step().value());
+    }
+    return out;
+  };
+  const std::vector<int32_t> host = run(false), backend = run(true);
+  ASSERT_EQ(host.size(), size_t(3 * 12 + 12));
+  EXPECT_EQ(backend, host);
+}
+
+TEST(EngineSampling, StepDrawsForFinishedItemsOnly) {
+  auto e = open("tiny-qwen2", {.n_parallel = 3, .max_step_tokens = 8, .backend_sampling = true});
+  ASSERT_TRUE(e);
+  const int32_t V = e->n_vocab();
+  auto a = e->new_session(kGreedy).value(), b = e->new_session(kGreedy).value();
+  std::vector<SequenceWork> work(2);
+  work[0].session = a.get(), work[0].tokens = tokens(3, 70, V), work[0].sample = true;
+  work[1].session = b.get(), work[1].tokens = tokens(20, 71, V), work[1].sample = true;  // 3 steps of prefill
+  ASSERT_TRUE(e->step(work).has_value());
+  ASSERT_TRUE(work[0].done());
+  EXPECT_FALSE(work[1].done());
+  EXPECT_EQ(work[1].sampled, -1);
+  // greedy: the draw is the argmax of the item's last logits
+  const auto& l = work[0].logits;
+  EXPECT_EQ(work[0].sampled, int32_t(std::max_element(l.begin(), l.end()) - l.begin()));
+  ASSERT_TRUE(e->run(work).is_ok());
+  ASSERT_TRUE(work[1].done());
+  const auto& l1 = work[1].logits;
+  EXPECT_EQ(work[1].sampled, int32_t(std::max_element(l1.begin(), l1.end()) - l1.begin()));
+}
+
 TEST(EngineErrors, BadTokenIdAndContextOverflowAreErrors) {
   auto e = open("tiny-qwen3", {.n_ctx = 32, .prefix_caching = false});
   ASSERT_TRUE(e);

@@ -423,5 +423,102 @@ TEST(Softmax, NonFiniteRows) {
   EXPECT_EQ(log_prob(dead, 0), -std::numeric_limits<double>::infinity());
 }
 
+// ---- the split used by Backend::sample: request() on the host, sample_row() on the rows
+
+TEST(SampleRequest, RequestPlusSampleRowIsSample) {
+  // Same seed: one sampler draws with sample(), the other with request() + sample_row(); the
+  // streams must be identical for every parameter mix (history grows with the draws).
+  std::vector<SamplingParams> mixes = {plain(0.0f), plain(0.7f), SamplingParams{}};
+  SamplingParams pen = SamplingParams{};
+  pen.repeat_penalty = 1.3f, pen.presence_penalty = 0.4f, pen.frequency_penalty = 0.2f, pen.repeat_last_n = 16;
+  mixes.push_back(pen);
+  SamplingParams nucleus = plain(1.1f);
+  nucleus.top_p = 0.8f;
+  mixes.push_back(nucleus);
+  for (size_t m = 0; m < mixes.size(); ++m) {
+    SamplingParams p = mixes[m];
+    p.seed = 900 + m;
+    Sampler a(p), b(p);
+    std::vector<int32_t> history_a = {3, 3, 17}, history_b = history_a;
+    for (int i = 0; i < 200; ++i) {
+      const auto logits = random_logits(257, 50 + uint32_t(i), 1.5f);
+      const int32_t ta = a.sample(logits, history_a).value();
+      const SampleRequest r = b.request(history_b, 257).value();
+      const int32_t tb = sample_row(logits, r).value();
+      ASSERT_EQ(ta, tb) << "mix " << m << " draw " << i;
+      history_a.push_back(ta);
+      history_b.push_back(tb);
+    }
+  }
+}
+
+TEST(SampleRequest, PenaltyCountsAndUniform) {
+  SamplingParams p = plain(1.0f);
+  p.repeat_penalty = 1.1f;
+  p.repeat_last_n = 5;
+  p.seed = 5;
+  const std::vector<int32_t> history = {9, 1, 4, 4, 1, 4, 0};  // window: 4 4 1 4 0
+  const auto pc = penalty_counts(p, history, 10).value();
+  ASSERT_EQ(pc.size(), 3u);
+  EXPECT_EQ(pc[0].id, 0);
+  EXPECT_EQ(pc[0].count, 1);
+  EXPECT_EQ(pc[1].id, 1);
+  EXPECT_EQ(pc[1].count, 1);
+  EXPECT_EQ(pc[2].id, 4);
+  EXPECT_EQ(pc[2].count, 3);
+  EXPECT_FALSE(penalty_counts(p, std::vector<int32_t>{10}, 10).has_value());  // outside the vocabulary
+  p.repeat_penalty = 1.0f;
+  EXPECT_TRUE(penalty_counts(p, history, 10).value().empty());  // no penalty applies
+
+  Sampler s(p);
+  std::mt19937_64 gen(5);
+  const SampleRequest r = s.request(history, 10).value();
+  EXPECT_EQ(r.uniform, static_cast<double>(gen() >> 11) * 0x1.0p-53);
+  Sampler g(plain(0.0f));
+  EXPECT_EQ(g.request(history, 10).value().uniform, 0.0);  // greedy draws no uniform
+}
+
+TEST(SampleRequest, DrawWalksSurvivorsByAscendingId) {
+  // Survivors {1, 0} by probability; by id {0, 1}. Weights at T = 1: id 0 e^-2 = 0.135, id 1 1.0;
+  // r = u * 1.135. u = 0.05 lands in id 0's share when the walk goes by id.
+  SampleRequest r;
+  r.params = plain(1.0f);
+  r.uniform = 0.05;
+  EXPECT_EQ(sample_row(std::vector<float>{1.0f, 3.0f}, r).value(), 0);
+  r.uniform = 0.2;
+  EXPECT_EQ(sample_row(std::vector<float>{1.0f, 3.0f}, r).value(), 1);
+  // after top-k (which selects in any order) the walk is still by id
+  r.params.top_k = 2;
+  r.uniform = 0.05;
+  EXPECT_EQ(sample_row(std::vector<float>{3.0f, 1.0f, 3.5f, -9.0f}, r).value(), 0);
+  r.uniform = 0.99;
+  EXPECT_EQ(sample_row(std::vector<float>{3.0f, 1.0f, 3.5f, -9.0f}, r).value(), 2);
+}
+
+TEST(SampleRequest, UngetRestoresTheStream) {
+  SamplingParams p = plain(0.9f);
+  p.seed = 31;
+  Sampler a(p), b(p);
+  const auto logits = random_logits(64, 8);
+  // b makes a request it never uses, gives it back, then draws: same stream as a.
+  const SampleRequest dropped = b.request({}, 64).value();
+  b.unget(dropped);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(a.sample(logits, {}).value(), b.sample(logits, {}).value()) << i;
+  // A greedy request holds no uniform: giving it back changes nothing.
+  Sampler c(plain(0.0f));
+  c.unget(c.request({}, 64).value());
+  EXPECT_EQ(c.sample(logits, {}).value(), Sampler(plain(0.0f)).sample(logits, {}).value());
+}
+
+TEST(SampleRequest, SampleRowRejectsBadRows) {
+  SampleRequest r;
+  r.params = plain(1.0f);
+  EXPECT_FALSE(sample_row(std::vector<float>{}, r).has_value());
+  r.penalties = {{5, 1}};
+  EXPECT_FALSE(sample_row(std::vector<float>{0.f, 1.f}, r).has_value());  // penalty id past the row
+  r.penalties.clear();
+  EXPECT_FALSE(sample_row(std::vector<float>{-kInf, -kInf}, r).has_value());
+}
+
 }  // namespace
 }  // namespace anvil
