@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
   for (const auto& op : bench::cuda_bench_ops())
     if (std::find(op_names.begin(), op_names.end(), op) == op_names.end()) op_names.push_back(op);
   app.add_option("--op", ops, "Ops to run (cpu: dequantize [default], matmul; cuda: " +
-                                  std::string("matmul, attention, deltanet, conv1d_silu, rms_norm, rope [default: all])"))
+                                  std::string("matmul, attention, deltanet, conv1d_silu, rms_norm, rope, sample [default: all])"))
       ->check(CLI::IsMember(op_names));
   app.add_option("--tokens", matmul_tokens, "matmul: token counts n (cuda default: 1 8 32 64 512)")
       ->check(CLI::PositiveNumber);

@@ -1188,6 +1188,7 @@ int run_cuda_benchmarks(Report& report, const CudaBenchOptions& opt) {
       if (wants_op("rope")) bench_rope(c, b);
     }
   }
+  if (wants_op("sample")) run_sampling_benchmarks(report, opt);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   report.machine += "; " + std::to_string(report.rows.size()) + " rows in " + fmt("%.0f", secs) + " s";
   if (!g_fatal.empty()) report.machine += "; " + g_fatal;

@@ -25,7 +25,7 @@ struct CudaBenchOptions {
 
 // The ops and models --backend cuda knows (inline: the CLI lists them in every build).
 inline std::vector<std::string> cuda_bench_ops() {
-  return {"matmul", "attention", "deltanet", "conv1d_silu", "rms_norm", "rope"};
+  return {"matmul", "attention", "deltanet", "conv1d_silu", "rms_norm", "rope", "sample"};
 }
 inline std::vector<std::string> cuda_bench_models() { return {"qwen3-4b", "qwen35-4b", "qwen25-7b"}; }
 
@@ -33,5 +33,10 @@ inline std::vector<std::string> cuda_bench_models() { return {"qwen3-4b", "qwen3
 // row per (op, shape, candidate); a candidate or op that fails gets a row with its error and the
 // run goes on. Returns 0, or 1 after a one-line message on stderr when no GPU is usable.
 int run_cuda_benchmarks(Report& report, const CudaBenchOptions& options);
+
+// The "sample" op (bench/bench_sampling_cuda.cu): Backend::sample on the CUDA backend against the
+// Backend default (rows copied to the host + sample_row) at Qwen's and Gemma 3's vocabularies.
+// Appends its rows to report (reads report.copy_bandwidth_gbps, so call it after the ceilings).
+void run_sampling_benchmarks(Report& report, const CudaBenchOptions& options);
 
 }  // namespace anvil::bench

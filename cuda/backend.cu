@@ -398,6 +398,9 @@ class CudaBackend final : public Backend {
   Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) override {
     return cuda::copy_page(op(), kv, src_page, dst_page, page_size);
   }
+  Status sample(const Tensor& logits, std::span<const SampleRequest> requests, std::span<int32_t> ids) override {
+    return cuda::sample(op(), logits, requests, ids);
+  }
 
  private:
   // The context for any op but matmul: such an op may write a matmul's input, so the GEMV's

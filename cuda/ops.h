@@ -30,6 +30,7 @@ enum class ScratchSlot : int {
   activations_f16,   // f16 copies of activations (cuBLAS inputs)
   attention,         // split-K partial results
   deltanet,          // chunked DeltaNet intermediates
+  sampling,          // Backend::sample's row parameters, penalised logits, sorted keys, CUB temp
   count,
 };
 
@@ -103,5 +104,8 @@ Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tens
                       const DeviceStep& step, Tensor out);  // (deltanet.cu)
 // y = x W^T (+ bias): picks the decode GEMV, the tensor-core GEMM or dequantize + cuBLAS.
 Status matmul(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias);  // (matmul.cu)
+// ids[i] = sample_row(logits row i, requests[i]), drawn on the device; waits for the ids.
+Status sample(Context& ctx, const Tensor& logits, std::span<const SampleRequest> requests,
+              std::span<int32_t> ids);  // (sampling.cu)
 
 }  // namespace anvil::cuda
