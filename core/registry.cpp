@@ -199,7 +199,8 @@ std::vector<CandidateTiming> KernelTuner::measure(const std::vector<Entry>& all,
     trial.refresh(seed++);
     auto a = clock::now();
     Status st = trial.run(idx);
-    const double warm_s = std::chrono::duration<double>(clock::now() - a).count();
+    double warm_s = std::chrono::duration<double>(clock::now() - a).count();
+    if (const double d = trial.measured_seconds(); d >= 0) warm_s = d;
     if (!st.is_ok()) {
       log().warn("{}: candidate {} failed while tuning: {}", op_, t.name, st.to_string());
       out.push_back(t);
@@ -225,7 +226,8 @@ std::vector<CandidateTiming> KernelTuner::measure(const std::vector<Entry>& all,
       trial.refresh(seed++);
       a = clock::now();
       st = trial.run(idx);
-      const double s = std::chrono::duration<double>(clock::now() - a).count();
+      double s = std::chrono::duration<double>(clock::now() - a).count();
+      if (const double d = trial.measured_seconds(); d >= 0) s = d;
       if (!st.is_ok()) break;
       runs.push_back(s);
       total += s;

@@ -39,6 +39,10 @@ class TuningTrial {
   // Error of the last run's output against the op's reference on the same inputs:
   // max over output rows of ||y_row - ref_row||_2 / ||ref_row||_2 (NaN/inf when poisoned).
   virtual double error() = 0;
+  // The last run's time as the trial measured it itself, in seconds (a GPU trial times its
+  // kernels with device events, without the launch and synchronization latency the host clock
+  // would add); < 0: the tuner times run() with the host clock.
+  virtual double measured_seconds() { return -1.0; }
 };
 
 // What the tuning key says about the machine, besides op and shape.

@@ -1,5 +1,5 @@
-// cuda::matmul: validation (as the CPU backend's check_matmul), then the first candidate of
-// cuda/matmul.h's table that supports the weight and token count, then the bias.
+// cuda::matmul: validation (as the CPU backend's check_matmul), then the candidate the tuner
+// chose for the weight shape and token count (cuda/matmul_tuning.h), then the bias.
 //
 // cuBLAS is column-major. A row-major [r, c] matrix with row stride ld is the column-major
 // [c, r] matrix with leading dimension ld, so with W [out, in], x [n, in] and y [n, out] all
@@ -13,11 +13,15 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/dequant.h"
 #include "cuda/gemv.h"
+#include "cuda/gemv_f32.h"
+#include "cuda/matmul_tuning.h"
 
 namespace anvil::cuda {
 namespace {
@@ -141,6 +145,36 @@ Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
   return Status::ok();
 }
 
+// ---------------------------------------------------------------------------- gemv_f32
+// The exact GEMV (cuda/gemv_f32.h): the weight types and alignments of gemv_int8, n <= 8.
+// It reads x as float4: an x that is not 16-byte aligned (a column slice at an odd offset) is
+// first copied into aligned scratch (the activations_f16 area, which no call keeps across ops).
+Status gemv_f32_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
+  const int n = int(x.rows);
+  GemvF32Params p;
+  p.weight_type = w.type;
+  p.weight = w.data;
+  p.weight_row_stride = int64_t(w.row_stride);
+  if (w.rows == 1) p.weight_row_stride = std::max<int64_t>(p.weight_row_stride, int64_t(*row_bytes(w.type, uint64_t(w.cols))));
+  p.in = w.cols;
+  p.out = w.rows;
+  p.n = n;
+  p.x = static_cast<const float*>(x.data);
+  p.x_stride = ld_elements(x, 4);
+  p.y = static_cast<float*>(y.data);
+  p.y_stride = ld_elements(y, 4);
+  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0 || (n > 1 && p.x_stride % 4 != 0)) {
+    const size_t row = size_t(w.cols) * sizeof(float);
+    auto copy = ctx.scratch(ScratchSlot::activations_f16, size_t(n) * row);
+    if (!copy) return copy.status();
+    ANVIL_CUDA_CHECK(cudaMemcpy2DAsync(*copy, row, x.data, size_t(p.x_stride) * sizeof(float), row, size_t(n),
+                                       cudaMemcpyDeviceToDevice, ctx.stream));
+    p.x = static_cast<const float*>(*copy);
+    p.x_stride = w.cols;
+  }
+  return launch_gemv_f32(p, ctx.stream);
+}
+
 // ---------------------------------------------------------------------------- cublas_sgemm
 bool sgemm_supports(const Tensor& w, int64_t n) {
   return w.type == DType::F32 && n >= 1 && w.rows >= 1 && w.row_stride % 4 == 0 && fits_int(n) &&
@@ -251,6 +285,7 @@ Status mma_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
 // ---------------------------------------------------------------------------- the table
 constexpr MatmulCandidate kCandidates[] = {
     {"gemv_int8", 1e-2, gemv_supports, gemv_run},
+    {"gemv_f32", 1e-5, gemv_supports, gemv_f32_run},
     {"cublas_sgemm", 1e-5, sgemm_supports, sgemm_run},
     {"mma_q", 1e-2, mma_supports, mma_run},
     {"cublas_f16", 1e-2, cublas_f16_supports, cublas_f16_run},
@@ -289,10 +324,25 @@ Status validate(const Weight& w, const Tensor& x, const Tensor& y, const Weight*
   return Status::ok();
 }
 
+// Whether two F32 views' bytes overlap, each taken as rows x max(stride, cols floats).
+bool spans_overlap(const void* a, int64_t a_rows, int64_t a_cols, size_t a_stride, const void* b, int64_t b_rows,
+                   int64_t b_cols, size_t b_stride) {
+  const auto* ab = static_cast<const char*>(a);
+  const auto* bb = static_cast<const char*>(b);
+  const size_t a_len = size_t(a_rows) * std::max(a_stride, size_t(a_cols) * 4);
+  const size_t b_len = size_t(b_rows) * std::max(b_stride, size_t(b_cols) * 4);
+  return ab < bb + b_len && bb < ab + a_len;
+}
+
 Status run_candidate(Context& ctx, const MatmulCandidate& c, const Weight& w, const Tensor& x, Tensor y,
                      const Weight* bias) {
   ANVIL_RETURN_IF_ERROR(c.run(ctx, w.t, x, y));
   if (bias) ANVIL_RETURN_IF_ERROR(add_bias(ctx, *bias, y));
+  // Any candidate writing over the activation gemv_int8 quantized last makes that copy stale
+  // (gemv_run checks its own y; the others do not know about it).
+  const Context::QuantizedX& q = ctx.gemv_x;
+  if (q.data && spans_overlap(y.data, y.rows, y.cols, y.row_stride, q.data, q.rows, q.cols, q.stride))
+    ctx.gemv_x = {};
   return Status::ok();
 }
 
@@ -321,8 +371,7 @@ Status matmul_cublas(Context& ctx, const Weight& w, const Tensor& x, Tensor y, c
 Status matmul(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias) {
   ANVIL_RETURN_IF_ERROR(validate(w, x, y, bias));
   if (x.rows == 0 || w.t.rows == 0) return Status::ok();
-  for (const MatmulCandidate& c : kCandidates)
-    if (c.supports(w.t, x.rows)) return run_candidate(ctx, c, w, x, y, bias);
+  if (const MatmulCandidate* c = tuned_candidate(ctx, w.t, x.rows)) return run_candidate(ctx, *c, w, x, y, bias);
   return make_error(StatusCode::unsupported, "matmul: no CUDA candidate runs weight '", w.name, "' ",
                     shape_str(w.t), " with ", x.rows, " tokens");
 }

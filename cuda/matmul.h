@@ -3,17 +3,22 @@
 // for the shapes it supports:
 //   gemv_int8     decode GEMV, x rounded to int8 per 32 values (cuda/gemv.h): Q4_K, Q5_K, Q6_K,
 //                 Q8_0, n <= 8 tokens. Error <= 1e-2 of max |y| (bench/NOTES.md).
+//   gemv_f32      exact decode GEMV (cuda/gemv_f32.h): the same types and n <= 8, weights
+//                 decoded in registers without rounding, f32 activations and sums, one launch
+//                 (no quantize kernel). Error: f32 rounding of the sums only; tested at <= 1e-5.
 //   cublas_sgemm  F32 weights: cublasSgemm in plain f32 (no TF32). Error ~1e-6 (summation order).
 //   cublas_f16    any type cuda/dequant.h handles: W dequantized to f16 in row tiles (F16 weights
 //                 used in place), x converted to f16, cublasGemmEx with f32 accumulation and f32
 //                 output written straight into y. Error: the f16 rounding of W and x, ~1e-3
 //                 relative; tested at <= 1e-2. x must fit f16 (|x| < 65504).
-// cuda::matmul picks the first candidate in this order that supports the call; a tuner can
-// later choose per shape from the same table.
+// cuda::matmul runs the candidate the tuner chose for the shape (cuda/matmul_tuning.h: measured
+// per weight shape and token bucket, ANVIL_FORCE_KERNEL / ANVIL_TUNE honoured); the table order
+// is the untuned preference.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "core/status.h"
@@ -32,7 +37,7 @@ struct MatmulCandidate {
   Status (*run)(Context& ctx, const Tensor& w, const Tensor& x, Tensor y);
 };
 
-// The candidates, in the dispatcher's order of preference.
+// The candidates, in the untuned order of preference.
 std::span<const MatmulCandidate> matmul_candidates();
 
 // Validates as cuda::matmul does, then runs the candidate named `name` (+ bias). Errors:
