@@ -64,6 +64,7 @@
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/matmul.h"
+#include "cuda/matmul_tuning.h"
 #include "cuda/ops.h"
 
 namespace anvil::bench {
@@ -746,13 +747,10 @@ void bench_matmul_shape(Bench& c, cuda::Context& ctx, const MatmulShape& sh, con
       c.add(spec, t);
     }
 
-    // The dispatcher: the first candidate (table order) that supports the call.
-    std::string chosen = "none";
-    for (const cuda::MatmulCandidate& cand : candidates)
-      if (cand.supports(w0.t, n)) {
-        chosen = cand.name;
-        break;
-      }
+    // The dispatcher: the tuner's choice for the shape (measured here on first use, before the
+    // timed calls: cuda/matmul_tuning.h).
+    const cuda::MatmulCandidate* tuned = cuda::tuned_candidate(ctx, w0.t, n);
+    const std::string chosen = tuned ? tuned->name : "none";
     {
       RowSpec spec{"matmul", label, "dispatch (cuda::matmul)", double(wbytes) + act_bytes, flops, false};
       if (!c.lost(spec)) {
