@@ -32,7 +32,7 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
   auto backend = open_backend(options.backend, options.n_threads);
   if (!backend) return backend.status();
   e->backend_ = std::move(*backend);
-  if (!e->options_.backend_sampling) e->options_.backend_sampling = e->backend_->kind() != DeviceKind::cpu;
+  if (!e->options_.backend_sampling) e->options_.backend_sampling = false;
   if (!e->options_.kv_type) e->options_.kv_type = e->backend_->kind() == DeviceKind::cpu ? DType::F32 : DType::F16;
   if (*e->options_.kv_type != DType::F32 && *e->options_.kv_type != DType::F16)
     return make_error(StatusCode::invalid_argument, "engine options: the KV cache type must be F32 or F16, not ",

@@ -61,8 +61,9 @@ struct EngineOptions {
   // GPUs (half the bytes attention reads).
   std::optional<DType> kv_type;
   // Session::decode_step / generate draw each next token with Backend::sample right after the
-  // step (on a GPU: on the device, no host pass over the vocabulary); unset = on for GPU
-  // backends, off on the CPU (where the host sampler is the backend's sampler anyway).
+  // step (on a GPU: on the device, no host pass over the vocabulary); the token stream is the
+  // host sampler's either way. Unset = off: opt-in until the CUDA sampler has run on a GPU (it
+  // was written in a session without one); the CPU gains nothing from it.
   std::optional<bool> backend_sampling;
   bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
                                  // for models with recurrent layers, see above)

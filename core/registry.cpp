@@ -44,16 +44,6 @@ bool tuning_disabled() {
   return v == "off" || v == "0" || v == "false" || v == "no";
 }
 
-// The candidate ANVIL_FORCE_KERNEL names for `op` ("matmul:blas,attention:flash"), or "".
-std::string forced_kernel(const std::string& op) {
-  std::stringstream ss(env("ANVIL_FORCE_KERNEL"));
-  for (std::string item; std::getline(ss, item, ',');) {
-    const auto colon = item.find(':');
-    if (colon != std::string::npos && item.substr(0, colon) == op) return item.substr(colon + 1);
-  }
-  return {};
-}
-
 std::string hex64(uint64_t h) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
@@ -90,6 +80,15 @@ nlohmann::json read_json(const std::string& path) {
 }
 
 }  // namespace
+
+std::string forced_kernel(const std::string& op) {
+  std::stringstream ss(env("ANVIL_FORCE_KERNEL"));
+  for (std::string item; std::getline(ss, item, ',');) {
+    const auto colon = item.find(':');
+    if (colon != std::string::npos && item.substr(0, colon) == op) return item.substr(colon + 1);
+  }
+  return {};
+}
 
 double max_row_relative_error(const float* out, size_t out_stride, const float* ref, size_t ref_stride,
                               int64_t rows, int64_t cols) {

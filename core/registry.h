@@ -144,6 +144,10 @@ class KernelRegistry {
   KernelTuner tuner_;
 };
 
+// The candidate ANVIL_FORCE_KERNEL names for `op` ("matmul:blas,attention:flash": the first
+// entry for the op), or "".
+std::string forced_kernel(const std::string& op);
+
 // Relative error of `out` against `ref` as TuningTrial::error() defines it, for `rows` rows of
 // `cols` floats with the given strides (in floats).
 double max_row_relative_error(const float* out, size_t out_stride, const float* ref, size_t ref_stride,

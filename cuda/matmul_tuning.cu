@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cmath>
 #include <mutex>
 #include <set>
@@ -197,6 +198,14 @@ class FailedTrial final : public TuningTrial {
   Status status_;
 };
 
+// ANVIL_CUDA_TUNE=1 (or on / true / yes) turns measurement on; see cuda/matmul_tuning.h.
+bool cuda_tuning_enabled() {
+  const char* v = std::getenv("ANVIL_CUDA_TUNE");
+  if (!v) return false;
+  const std::string s(v);
+  return s == "1" || s == "on" || s == "true" || s == "yes";
+}
+
 bool capturing(cudaStream_t s) {
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   return cudaStreamIsCapturing(s, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone;
@@ -231,6 +240,12 @@ const MatmulCandidate* tuned_candidate(Context& ctx, const Tensor& w, int64_t n)
   if (supported.empty()) return nullptr;
   if (supported.size() == 1) return &all[supported[0]];
   const size_t fallback = size_t(heuristic_candidate(w, n) - all.data());
+  if (!cuda_tuning_enabled()) {
+    const std::string forced = forced_kernel("matmul");
+    for (size_t i : supported)
+      if (all[i].name == forced) return &all[i];
+    return &all[fallback];
+  }
   const std::string key = matmul_tuning_key(w, n);
 
   // Shapes this process has asked the tuner about: under stream capture only those (whose choice

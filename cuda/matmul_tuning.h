@@ -1,5 +1,11 @@
-// Which of cuda::matmul_candidates() runs a weight shape at a token count: measured on the device
-// on first use and cached (core/registry.h's KernelTuner: each supported candidate's output is
+// Which of cuda::matmul_candidates() runs a weight shape at a token count.
+//
+// Opt-in for now: without ANVIL_CUDA_TUNE=1 the choice is the table order (the first candidate
+// that supports the call) or the candidate ANVIL_FORCE_KERNEL=matmul:NAME names where it supports
+// the call. Measurement stays off by default until the trial below has run on a GPU (it was
+// written in a session without one).
+//
+// With ANVIL_CUDA_TUNE=1 it is measured on the device on first use and cached (core/registry.h's KernelTuner: each supported candidate's output is
 // checked against an f64 reference on sampled rows, then timed with device events on fresh
 // inputs with the weights evicted from L2; the fastest that agrees wins; choices persist in the
 // tuning file per device). ANVIL_TUNE=off gives the table order (the first candidate that

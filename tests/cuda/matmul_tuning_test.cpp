@@ -49,6 +49,7 @@ class TuningFile {
                   .string()),
         env_("ANVIL_TUNE_CACHE", path_.c_str()),
         tune_("ANVIL_TUNE", nullptr),
+        cuda_tune_("ANVIL_CUDA_TUNE", "1"),
         force_("ANVIL_FORCE_KERNEL", nullptr) {
     std::filesystem::remove(path_);
   }
@@ -57,7 +58,7 @@ class TuningFile {
 
  private:
   std::string path_;
-  ScopedEnv env_, tune_, force_;
+  ScopedEnv env_, tune_, cuda_tune_, force_;
 };
 
 TwinWeight q4k_weight(TwinBackends& be, int64_t rows, int64_t cols, uint32_t seed) {
@@ -149,6 +150,14 @@ TEST(CudaMatmulTuning, ForceOffAndCaptureMeasureNothing) {
     ScopedEnv off("ANVIL_TUNE", "off");
     EXPECT_EQ(cuda::tuned_candidate(own.ctx, w.gpu.t, 8), cuda::heuristic_candidate(w.gpu.t, 8));
     EXPECT_LE(matmul_error(be, w, 8, 9), 1e-2);
+  }
+  {
+    ScopedEnv opt_out("ANVIL_CUDA_TUNE", nullptr);  // measurement is opt-in
+    EXPECT_EQ(cuda::tuned_candidate(own.ctx, w.gpu.t, 4), cuda::heuristic_candidate(w.gpu.t, 4));
+    ScopedEnv force("ANVIL_FORCE_KERNEL", "matmul:gemv_f32");  // forcing works without it
+    const cuda::MatmulCandidate* c = cuda::tuned_candidate(own.ctx, w.gpu.t, 4);
+    ASSERT_NE(c, nullptr);
+    EXPECT_STREQ(c->name, "gemv_f32");
   }
   EXPECT_EQ(tuner.measurements(), before);
 
