@@ -747,8 +747,8 @@ void bench_matmul_shape(Bench& c, cuda::Context& ctx, const MatmulShape& sh, con
       c.add(spec, t);
     }
 
-    // The dispatcher: the tuner's choice for the shape (measured here on first use, before the
-    // timed calls: cuda/matmul_tuning.h).
+    // The dispatcher: the tuner's choice for the shape (cuda/matmul_tuning.h: measured here, before
+    // the timed calls, with ANVIL_CUDA_TUNE=1; else the table order or ANVIL_FORCE_KERNEL's).
     const cuda::MatmulCandidate* tuned = cuda::tuned_candidate(ctx, w0.t, n);
     const std::string chosen = tuned ? tuned->name : "none";
     {

@@ -11,9 +11,9 @@
 //                 used in place), x converted to f16, cublasGemmEx with f32 accumulation and f32
 //                 output written straight into y. Error: the f16 rounding of W and x, ~1e-3
 //                 relative; tested at <= 1e-2. x must fit f16 (|x| < 65504).
-// cuda::matmul runs the candidate the tuner chose for the shape (cuda/matmul_tuning.h: measured
-// per weight shape and token bucket, ANVIL_FORCE_KERNEL / ANVIL_TUNE honoured); the table order
-// is the untuned preference.
+// cuda::matmul runs the candidate cuda/matmul_tuning.h chooses for the shape: the table order
+// (the untuned preference) or ANVIL_FORCE_KERNEL's; measured per weight shape and token bucket
+// with ANVIL_CUDA_TUNE=1 (opt-in until the trial has run on a GPU).
 #pragma once
 
 #include <cstdint>
