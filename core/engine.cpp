@@ -292,7 +292,11 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     const SequenceWork& w = work[planned[i].item];
     if (!w.sample || w.logits_all || w.n_done + size_t(planned[i].n) < w.tokens.size()) continue;
     const StepSequence& seq = batch.seqs[i];
-    std::vector<int32_t> history = w.session->tokens_;
+    // Only the penalty window of the history matters (all of it for repeat_last_n == -1).
+    const std::vector<int32_t>& past = w.session->tokens_;
+    const int32_t last_n = w.session->sampler_.params().repeat_last_n;
+    const size_t keep = last_n < 0 ? past.size() : std::min(past.size(), size_t(last_n));
+    std::vector<int32_t> history(past.end() - std::ptrdiff_t(keep), past.end());
     history.insert(history.end(), batch.tokens.begin() + seq.first_token,
                    batch.tokens.begin() + seq.first_token + seq.n_tokens);
     auto req = w.session->sampler_.request(history, n_vocab());

@@ -89,19 +89,19 @@ Status validate(const GemvParams& p) {
   return Status::ok();
 }
 
+}  // namespace
+
 // Rows per warp when the caller leaves it to us, from one bench-cuda-gemv run on the H100
 // (bench/NOTES.md). 2 is best or within ~5% in most rows. Few output rows (down, 2560) leave
 // too few warps with 2: 1 row per warp measured 11.6 vs 13.3 us (Q4_K n = 1) and 14.7 vs
 // 19.2 us (Q6_K). Many rows and n >= 3 favour 4 rows sharing each activation load (Q6_K LM head
 // n = 8: 304 vs 360 us), but not for Q4_K (7B gate/up n = 8: 47.1 vs 40.8 us). Q5_K (same slot
 // split as Q4_K, 22% more bytes per block) takes Q4_K's choices; not yet measured.
-int default_rows_per_warp(DType t, int n, int64_t out) {
+int gemv_default_rows_per_warp(DType t, int n, int64_t out) {
   if (out < 4096 && n <= 2) return 1;
   if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;
   return 2;
 }
-
-}  // namespace
 
 size_t gemv_scratch_bytes(int n, int64_t in) {
   if (n < 1 || in < 1) return 0;
@@ -123,7 +123,7 @@ Status launch_gemv_quantize_activations(const GemvParams& p, cudaStream_t stream
 Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream) {
   ANVIL_RETURN_IF_ERROR(validate(p));
   const TypeInfo info = type_info(p.weight_type).value();  // validate() checked the type
-  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : default_rows_per_warp(p.weight_type, p.n, p.out);
+  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : gemv_default_rows_per_warp(p.weight_type, p.n, p.out);
   const ActQ8 act = activation_view(p);
   for (int t0 = 0; t0 < p.n; t0 += kMaxTokensPerPass) {
     const int nt = std::min(kMaxTokensPerPass, p.n - t0);

@@ -41,6 +41,10 @@ struct GemvParams {
   int rows_per_warp = 0;
 };
 
+// Rows per warp when GemvParams::rows_per_warp is 0: measured for this kernel (cuda/gemv.cu),
+// and taken over by the exact GEMV (cuda/gemv_f32.h) until it is measured itself.
+int gemv_default_rows_per_warp(DType t, int n, int64_t out);
+
 // Device bytes GemvParams::scratch must hold for n tokens of `in` elements.
 size_t gemv_scratch_bytes(int n, int64_t in);
 

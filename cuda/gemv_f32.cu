@@ -5,6 +5,7 @@
 
 #include <climits>
 
+#include "cuda/gemv.h"
 #include "cuda/gemv_f32_kernel.cuh"
 
 namespace anvil::cuda {
@@ -56,16 +57,6 @@ Status validate(const GemvF32Params& p, const TypeInfo& info) {
   return Status::ok();
 }
 
-// Rows per warp when the caller leaves it to us: launch_gemv's measured choice (cuda/gemv.cu),
-// not yet measured for this kernel. Few output rows and n <= 2 favour 1 (more warps); 4 rows
-// share each activation load, which matters more here than for the int8 kernel (x is 4 bytes per
-// value, not ~1), but costs registers (up to ~230 at n = 8).
-int default_rows_per_warp(DType t, int n, int64_t out) {
-  if (out < 4096 && n <= 2) return 1;
-  if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;
-  return 2;
-}
-
 }  // namespace
 
 Status launch_gemv_f32(const GemvF32Params& p, cudaStream_t stream) {
@@ -81,7 +72,7 @@ Status launch_gemv_f32(const GemvF32Params& p, cudaStream_t stream) {
   a.x_stride = p.x_stride;
   a.y = p.y;
   a.y_stride = p.y_stride;
-  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : default_rows_per_warp(p.weight_type, p.n, p.out);
+  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : gemv_default_rows_per_warp(p.weight_type, p.n, p.out);
   switch (p.weight_type) {
     case DType::Q4_K: return gemv_f32_detail::launch_q4k(a, p.n, rows_per_warp, stream);
     case DType::Q5_K: return gemv_f32_detail::launch_q5k(a, p.n, rows_per_warp, stream);

@@ -276,39 +276,6 @@ TEST(CudaGemvF32, RejectsBadParams) {
 }
 
 // ---------------------------------------------------------------------------- through matmul
-// Sets an environment variable for the scope of one test, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-class OwnContext {
- public:
-  OwnContext() {
-    ok_ = cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking) == cudaSuccess &&
-          cublasCreate(&ctx.cublas) == CUBLAS_STATUS_SUCCESS && cublasSetStream(ctx.cublas, ctx.stream) == CUBLAS_STATUS_SUCCESS;
-  }
-  bool ok() const { return ok_; }
-  void sync() { EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess); }
-  cuda::Context ctx;
-
- private:
-  bool ok_ = false;
-};
-
 Twin settled(Twin t) {
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // cuda::poison runs on the legacy stream
   return t;

@@ -39,44 +39,8 @@ constexpr uint32_t kPoisonBits = 0x7fc0dead;
 const int64_t kTokenCounts[] = {1, 2, 5, 8, 9, 33, 130};
 const int64_t kOutRows[] = {1, 7, 64, 300};
 
-// Sets an environment variable for the scope of one test, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // The CPU matmul as the exact-weights oracle (not its int8 SIMD or tuned candidates).
 #define ANVIL_CPU_MATMUL_IS_REFERENCE() ScopedEnv force_reference_("ANVIL_FORCE_KERNEL", "matmul:reference")
-
-// An op context of the test's own (stream + cuBLAS handle) for the functions that take one:
-// dequantize_rows and matmul_with. Tensors still come from the backends; the backend's copies
-// synchronize their stream, and the tests synchronize this one before reading results.
-class OwnContext {
- public:
-  OwnContext() {
-    ok_ = cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking) == cudaSuccess &&
-          cublasCreate(&ctx.cublas) == CUBLAS_STATUS_SUCCESS && cublasSetStream(ctx.cublas, ctx.stream) == CUBLAS_STATUS_SUCCESS;
-  }
-  bool ok() const { return ok_; }
-  void sync() { EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess); }
-  cuda::Context ctx;
-
- private:
-  bool ok_ = false;
-};
 
 // cuda::poison launches on the legacy default stream, which the backend's non-blocking stream
 // does not wait for: wait here so the poison cannot land after the copies and ops that follow.

@@ -20,27 +20,6 @@
 namespace anvil::test_cuda {
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // A tuning file of this test program's own, so earlier runs' choices are not read back.
 class TuningFile {
  public:
@@ -68,18 +47,6 @@ TwinWeight q4k_weight(TwinBackends& be, int64_t rows, int64_t cols, uint32_t see
   EXPECT_TRUE(quant::quantize_rows(DType::Q4_K, v.data(), bytes.data(), cols, rows, 0).is_ok());
   return be.weight("blk.0.ffn_up.weight", DType::Q4_K, rows, cols, std::move(bytes));
 }
-
-// A stream + cuBLAS handle of the test's own, for calling the tuner directly.
-struct OwnContext {
-  OwnContext() {
-    ok = cudaGetDevice(&ctx.device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&ctx.sm_count, cudaDevAttrMultiProcessorCount, ctx.device) == cudaSuccess &&
-         cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking) == cudaSuccess &&
-         cublasCreate(&ctx.cublas) == CUBLAS_STATUS_SUCCESS && cublasSetStream(ctx.cublas, ctx.stream) == CUBLAS_STATUS_SUCCESS;
-  }
-  bool ok = false;
-  cuda::Context ctx;
-};
 
 // y = x W^T on the GPU against the CPU backend's reference candidate.
 double matmul_error(TwinBackends& be, const TwinWeight& w, int64_t n, uint32_t seed) {
@@ -138,7 +105,7 @@ TEST(CudaMatmulTuning, ForceOffAndCaptureMeasureNothing) {
   tuner.forget_memory();
   TwinWeight w = q4k_weight(be, 777, 512, 7);
   OwnContext own;
-  ASSERT_TRUE(own.ok);
+  ASSERT_TRUE(own.ok());
   const int before = tuner.measurements();
   {
     ScopedEnv force("ANVIL_FORCE_KERNEL", "matmul:cublas_f16");

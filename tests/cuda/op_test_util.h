@@ -11,13 +11,17 @@
 //   EXPECT_LE(be.rel_error(y), 1e-5);
 #pragma once
 
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +30,7 @@
 #include "cpu/backend.h"
 #include "cuda/backend.h"
 #include "cuda/device.h"
+#include "cuda/ops.h"
 
 namespace anvil::test_cuda {
 
@@ -134,6 +139,49 @@ class TwinBackends {
 
   // Error of the GPU's result against the CPU's, both read back after the ops ran.
   double rel_error(const Twin& t) { return test_cuda::rel_error(read(*gpu, t.gpu), read(*cpu, t.cpu)); }
+};
+
+// Sets an environment variable (value null: unsets it) for a scope, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// An op context of the test's own (stream + cuBLAS handle) for the functions that take one
+// (matmul_with, dequantize_rows, the matmul tuner). Tensors still come from the backends; the
+// backend's copies synchronize their stream, and tests sync() this one before reading results.
+class OwnContext {
+ public:
+  OwnContext() {
+    ok_ = cudaGetDevice(&ctx.device) == cudaSuccess &&
+          cudaDeviceGetAttribute(&ctx.sm_count, cudaDevAttrMultiProcessorCount, ctx.device) == cudaSuccess &&
+          cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking) == cudaSuccess &&
+          cublasCreate(&ctx.cublas) == CUBLAS_STATUS_SUCCESS && cublasSetStream(ctx.cublas, ctx.stream) == CUBLAS_STATUS_SUCCESS;
+  }
+  bool ok() const { return ok_; }
+  void sync() { EXPECT_EQ(cudaStreamSynchronize(ctx.stream), cudaSuccess); }
+  cuda::Context ctx;
+
+ private:
+  bool ok_ = false;
 };
 
 // Both backends, or a skip with the reason when this machine has no usable GPU.
