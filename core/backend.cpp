@@ -20,4 +20,20 @@ Status Backend::sample(const Tensor& logits, std::span<const SampleRequest> requ
   return Status::ok();
 }
 
+Status Backend::add_rms_norm(Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out) {
+  ANVIL_RETURN_IF_ERROR(add(x, h, x));
+  return rms_norm(x, w, eps, out);
+}
+
+Status Backend::qk_norm_rope_store(const Tensor& q_src, Tensor q, Tensor k, const Tensor& v, const QkNormRope& p,
+                                   const KvLayer& kv, const DeviceStep& step) {
+  ANVIL_RETURN_IF_ERROR(check_qk_norm_rope(q_src, q, k, p));
+  const int32_t hd = p.rope_q.head_dim;
+  if (p.q_norm) ANVIL_RETURN_IF_ERROR(rms_norm(q_src, p.q_norm, p.eps, q.reshape_cols(hd)));
+  if (p.k_norm) ANVIL_RETURN_IF_ERROR(rms_norm(k.reshape_cols(hd), p.k_norm, p.eps, k.reshape_cols(hd)));
+  ANVIL_RETURN_IF_ERROR(rope(q, p.rope_q, step));
+  ANVIL_RETURN_IF_ERROR(rope(k, p.rope_k, step));
+  return kv_store(kv, k, v, step);
+}
+
 }  // namespace anvil

@@ -93,6 +93,15 @@ struct KvLayer {
   Tensor v;
 };
 
+// What an attention layer does between its projections and attention() (Backend::qk_norm_rope_store).
+struct QkNormRope {
+  const Weight* q_norm = nullptr;  // per-head RMSNorm weight F32 [head_dim], or null: no q norm
+  const Weight* k_norm = nullptr;  // the same for k
+  float eps = 0.f;
+  RopeParams rope_q;  // n_heads = q heads
+  RopeParams rope_k;  // n_heads = kv heads
+};
+
 struct AttentionParams {
   int32_t n_heads = 0;
   int32_t n_kv_heads = 0;  // n_heads % n_kv_heads == 0 (GQA)
@@ -225,6 +234,17 @@ class Backend {
   virtual Status gated_deltanet(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                                 const Tensor& beta, const RecurrentLayer& state, const DeltaNetParams& p,
                                 const DeviceStep& step, Tensor out) = 0;
+
+  // ---- fused sequences (the defaults run the separate ops above; a backend may fuse them to
+  // save launches and round trips through memory; results agree with the defaults to rounding)
+  // x += h, then out = rms_norm(x) * w: a residual add and the next norm. out may alias h.
+  virtual Status add_rms_norm(Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out);
+  // The steps between an attention layer's projections and attention(): q = rms_norm(q_src) *
+  // q_norm per head (q_src is q's heads as [n_tokens * n_heads, head_dim] rows, possibly strided
+  // and possibly q's own memory; without q_norm it must be q.reshape_cols(head_dim)), k normed in
+  // place by k_norm, RoPE on q (p.rope_q) and k (p.rope_k), then kv_store(kv, k, v, step).
+  virtual Status qk_norm_rope_store(const Tensor& q_src, Tensor q, Tensor k, const Tensor& v, const QkNormRope& p,
+                                    const KvLayer& kv, const DeviceStep& step);
 
   // Copies whole KV pages src -> dst in every given layer (copy-on-write of a shared page).
   virtual Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) = 0;

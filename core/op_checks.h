@@ -69,6 +69,33 @@ inline Status check_same_shape(const char* op, const char* arg_a, const Tensor& 
   return Status::ok();
 }
 
+// Backend::qk_norm_rope_store's tensors against its params (the ops it runs check the rest).
+inline Status check_qk_norm_rope(const Tensor& q_src, const Tensor& q, const Tensor& k, const QkNormRope& p) {
+  constexpr const char* op = "qk_norm_rope_store";
+  ANVIL_RETURN_IF_ERROR(check_f32(op, "q_src", q_src));
+  ANVIL_RETURN_IF_ERROR(check_f32(op, "q", q));
+  ANVIL_RETURN_IF_ERROR(check_f32(op, "k", k));
+  const int64_t hd = p.rope_q.head_dim;
+  if (hd <= 0 || p.rope_k.head_dim != hd || p.rope_q.n_heads <= 0 || p.rope_k.n_heads <= 0)
+    return make_error(StatusCode::invalid_argument, op, ": rope_q (", p.rope_q.n_heads, " heads x ", hd,
+                      ") and rope_k (", p.rope_k.n_heads, " x ", p.rope_k.head_dim,
+                      ") need positive head counts and one head_dim");
+  if (q.cols != p.rope_q.n_heads * hd || k.cols != p.rope_k.n_heads * hd || k.rows != q.rows)
+    return make_error(StatusCode::invalid_argument, op, ": q ", shape_str(q), " and k ", shape_str(k),
+                      " must be [n_tokens x ", p.rope_q.n_heads * hd, "] and [n_tokens x ", p.rope_k.n_heads * hd,
+                      "]");
+  if ((q.rows > 1 && !q.is_contiguous()) || (k.rows > 1 && !k.is_contiguous()))
+    return make_error(StatusCode::invalid_argument, op, ": q ", shape_str(q), " and k ", shape_str(k),
+                      " must be contiguous (their heads are normed as [rows x head_dim] views)");
+  if (q_src.rows != q.rows * p.rope_q.n_heads || q_src.cols != hd)
+    return make_error(StatusCode::invalid_argument, op, ": q_src ", shape_str(q_src), " must be q's heads as [",
+                      q.rows * p.rope_q.n_heads, " x ", hd, "]");
+  if (!p.q_norm && q.n_elements() > 0 && (q_src.data != q.data || (q_src.rows > 1 && q_src.row_stride != q_src.row_size())))
+    return make_error(StatusCode::invalid_argument, op, ": without a q norm, q_src must be q.reshape_cols(", hd,
+                      ")");
+  return Status::ok();
+}
+
 // The step's counts are sane and the per-token array `array` (named `what`) is present.
 inline Status check_step(const char* op, const DeviceStep& step, const int32_t* array, const char* what) {
   if (step.n_tokens < 0 || step.n_seqs < 0 || step.page_size <= 0)

@@ -85,6 +85,7 @@ Status cublas_status(cublasStatus_t s, const char* what, const char* file, int l
 // ---- op families (file in parentheses)
 Status embed(Context& ctx, const Weight& table, const DeviceStep& step, Tensor out);  // (ops_embed.cu)
 Status rms_norm(Context& ctx, const Tensor& x, const Weight* w, float eps, Tensor out);  // (ops_norm.cu)
+Status add_rms_norm(Context& ctx, Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out);  // (ops_norm.cu)
 Status l2_norm(Context& ctx, const Tensor& x, int32_t head_dim, float eps, Tensor out);  // (ops_norm.cu)
 Status add(Context& ctx, const Tensor& a, const Tensor& b, Tensor out);                    // (ops_elementwise.cu)
 Status scale(Context& ctx, Tensor x, float s);                                              // (ops_elementwise.cu)
@@ -94,7 +95,14 @@ Status deltanet_gates(Context& ctx, const Tensor& alpha, const Tensor& b, const 
                       Tensor g, Tensor beta);  // (ops_elementwise.cu)
 Status rope(Context& ctx, Tensor x, const RopeParams& p, const DeviceStep& step);  // (ops_rope.cu)
 Status kv_store(Context& ctx, const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step);  // (ops_kv.cu)
+// kv_store's host-side validation (slots from the step's host mirror), for ops that also store.
+Status check_kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step);  // (ops_kv.cu)
 Status copy_page(Context& ctx, const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size);  // (ops_kv.cu)
+// Backend::qk_norm_rope_store in one kernel. unsupported (nothing launched) where the kernel does
+// not cover the shapes (rope_q and rope_k differing in more than n_heads, head_dim > 256): the
+// caller then runs the separate ops.
+Status qk_norm_rope_store(Context& ctx, const Tensor& q_src, Tensor q, Tensor k, const Tensor& v,
+                          const QkNormRope& p, const KvLayer& kv, const DeviceStep& step);  // (ops_qk_rope.cu)
 Status attention(Context& ctx, const Tensor& q, const KvLayer& kv, const AttentionParams& p, const DeviceStep& step,
                  Tensor out);  // (attention.cu)
 Status conv1d_silu(Context& ctx, const Tensor& x, const Weight& w, const RecurrentLayer& state,

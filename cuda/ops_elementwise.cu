@@ -23,6 +23,7 @@
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
+#include "cuda/op_util.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
@@ -83,17 +84,7 @@ __global__ void elementwise_kernel(EltParams p) {
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-bool rows_aligned16(const Tensor& t) { return aligned16(t.data) && (t.rows <= 1 || t.row_stride % 16 == 0); }
 bool rows_packed(const Tensor& t) { return t.rows <= 1 || t.row_stride == size_t(t.cols) * sizeof(float); }
-
-// Device float loads fault on misaligned addresses (the CPU tolerates them): reject such views.
-Status check_float_aligned(const char* op, const char* arg, const Tensor& t) {
-  if (reinterpret_cast<uintptr_t>(t.data) % sizeof(float) != 0 || (t.rows > 1 && t.row_stride % sizeof(float) != 0))
-    return make_error(StatusCode::invalid_argument, op, ": ", arg, " ", shape_str(t),
-                      " is not 4-byte aligned (data or row_stride ", t.row_stride, ")");
-  return Status::ok();
-}
 
 // A 2-D launch over rows x (vectors per row): y walks rows, x a row's vectors; both capped, the
 // kernel loops over the rest. Depends only on the shape (CUDA graph launch rule).

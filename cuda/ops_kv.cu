@@ -1,6 +1,8 @@
 // Paged KV writes on CUDA: kv_store (this step's K/V rows into the layer's pages at
 // DeviceStep::kv_slots, converted to the KV type) and copy_page (copy-on-write of a shared page).
 //
+// check_kv_store is kv_store's host validation, shared with the fused qk_norm_rope_store
+// (ops_qk_rope.cu), which writes the same rows.
 // kv_store is one block per token, threads striding over the row: a row is at most a few KB, so
 // there is nothing to tile, and the grid depends only on n_tokens (CUDA-graph launch rule,
 // cuda/ops.h); the slot is read on the device. Validation mirrors cpu/ops_attention.cpp exactly,
@@ -58,7 +60,7 @@ Status check_float_stride(const char* op, const char* arg, const Tensor& t, size
 
 }  // namespace
 
-Status kv_store(Context& ctx, const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step) {
+Status check_kv_store(const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step) {
   ANVIL_RETURN_IF_ERROR(check_step("kv_store", step, step.kv_slots, "kv_slots"));
   ANVIL_RETURN_IF_ERROR(check_kv("kv_store", kv));
   ANVIL_RETURN_IF_ERROR(check_f32("kv_store", "k", k));
@@ -81,8 +83,13 @@ Status kv_store(Context& ctx, const KvLayer& kv, const Tensor& k, const Tensor& 
   ANVIL_RETURN_IF_ERROR(check_float_stride("kv_store", "v", v, sizeof(float)));
   ANVIL_RETURN_IF_ERROR(check_float_stride("kv_store", "KV k", kv.k, elem));
   ANVIL_RETURN_IF_ERROR(check_float_stride("kv_store", "KV v", kv.v, elem));
-  if (step.n_tokens == 0) return Status::ok();
+  return Status::ok();
+}
 
+Status kv_store(Context& ctx, const KvLayer& kv, const Tensor& k, const Tensor& v, const DeviceStep& step) {
+  ANVIL_RETURN_IF_ERROR(check_kv_store(kv, k, v, step));
+  if (step.n_tokens == 0) return Status::ok();
+  const size_t elem = kv.k.type == DType::F32 ? 4 : 2;
   KvStoreParams p;
   p.k = static_cast<const float*>(k.data);
   p.v = static_cast<const float*>(v.data);

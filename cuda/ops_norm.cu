@@ -1,6 +1,7 @@
-// rms_norm and l2_norm on CUDA: both are "scale each segment of a row by 1 / sqrt(sum(x^2) [/ n]
+// rms_norm, add_rms_norm and l2_norm on CUDA: all are "scale each segment of a row by 1 / sqrt(sum(x^2) [/ n]
 // + eps)", so they share one kernel. rms_norm's segment is the whole row (times the optional
-// weight); l2_norm's segments are the head_dim-wide groups of a row.
+// weight); l2_norm's segments are the head_dim-wide groups of a row. add_rms_norm first adds the
+// residual h into x (x += h, stored) in the same pass that sums the squares.
 //
 // One thread block per segment: the segment is read once to reduce the sum of squares (warp
 // shuffles, then one shared-memory step across warps) and once more to scale and store; the
@@ -18,6 +19,7 @@
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
+#include "cuda/op_util.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
@@ -31,6 +33,10 @@ struct NormParams {
   int64_t seg_len = 0;     // values normalised together
   int64_t segs_per_row = 1;
   const float* w = nullptr;  // [seg_len] or null (only rms_norm has one)
+  // add_rms_norm: x_sum = x + h is written back over x (x_sum == x) before it is normalised.
+  const float* h = nullptr;
+  float* x_sum = nullptr;
+  int64_t h_stride = 0;
   double divisor = 1.0;      // seg_len for the RMS (mean of squares), 1 for the L2 norm (sum)
   double eps = 0.0;
 };
@@ -57,8 +63,10 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sums[0];
 }
 
-// kVec 4: seg_len % 4 == 0 and every row start (x, out, w) 16-byte aligned.
-template <int kVec>
+// kVec 4: seg_len % 4 == 0 and every row start (x, out, w, h) 16-byte aligned. kAdd: the first
+// pass also adds h and stores the sum over x (add_rms_norm); the second pass then reads the sum
+// back, each thread only the elements it wrote itself, so no synchronisation is needed.
+template <int kVec, bool kAdd>
 __global__ void norm_kernel(NormParams p) {
   const int64_t seg = blockIdx.x;
   const int64_t r = seg / p.segs_per_row, h = seg % p.segs_per_row;
@@ -69,11 +77,23 @@ __global__ void norm_kernel(NormParams p) {
   if constexpr (kVec == 4) {
     const int64_t n4 = p.seg_len / 4;
     for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
-      const float4 v = reinterpret_cast<const float4*>(x)[i];
+      float4 v = reinterpret_cast<const float4*>(x)[i];
+      if constexpr (kAdd) {
+        const float4 a = reinterpret_cast<const float4*>(p.h + r * p.h_stride)[i];
+        v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
+        reinterpret_cast<float4*>(p.x_sum + r * p.x_stride)[i] = v;
+      }
       ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
   } else {
-    for (int64_t i = threadIdx.x; i < p.seg_len; i += blockDim.x) ss += x[i] * x[i];
+    for (int64_t i = threadIdx.x; i < p.seg_len; i += blockDim.x) {
+      float v = x[i];
+      if constexpr (kAdd) {
+        v += p.h[r * p.h_stride + i];
+        p.x_sum[r * p.x_stride + i] = v;
+      }
+      ss += v * v;
+    }
   }
   ss = block_sum(ss);
   const float inv = float(1.0 / sqrt(double(ss) / p.divisor + p.eps));
@@ -98,27 +118,9 @@ __global__ void norm_kernel(NormParams p) {
   }
 }
 
-// The same check as the CPU's norm weight: any [1, n] / [n, 1] contiguous F32 weight.
-Status check_vector_weight(const char* op, const Weight& w, int64_t n) {
-  if (w.t.type != DType::F32 || w.t.n_elements() != n || !w.t.is_contiguous() || !w.t.data)
-    return make_error(StatusCode::invalid_argument, op, ": weight '", w.name, "' ", shape_str(w.t),
-                      " must be contiguous F32 with ", n, " elements");
-  return Status::ok();
-}
-
-// Device float loads fault on misaligned addresses (the CPU tolerates them): reject such views.
-Status check_float_aligned(const char* op, const char* arg, const Tensor& t) {
-  if (reinterpret_cast<uintptr_t>(t.data) % sizeof(float) != 0 || (t.rows > 1 && t.row_stride % sizeof(float) != 0))
-    return make_error(StatusCode::invalid_argument, op, ": ", arg, " ", shape_str(t),
-                      " is not 4-byte aligned (data or row_stride ", t.row_stride, ")");
-  return Status::ok();
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-bool rows_aligned16(const Tensor& t) { return aligned16(t.data) && (t.rows <= 1 || t.row_stride % 16 == 0); }
-
+// add: add_rms_norm's h (x is then also the sum's destination); null for the plain norms.
 Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w, int64_t seg_len, double divisor,
-                   float eps, Tensor out) {
+                   float eps, Tensor out, const Tensor* add = nullptr) {
   const int64_t segs_per_row = x.cols / seg_len;
   const int64_t n_segs = x.rows * segs_per_row;
   if (n_segs == 0 || seg_len == 0) return Status::ok();
@@ -134,14 +136,26 @@ Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w
   p.w = w;
   p.divisor = divisor;
   p.eps = double(eps);
-  const bool vec = seg_len % 4 == 0 && rows_aligned16(x) && rows_aligned16(out) && (!w || aligned16(w));
+  if (add) {
+    p.h = static_cast<const float*>(add->data);
+    p.h_stride = int64_t(add->row_stride / sizeof(float));
+    p.x_sum = static_cast<float*>(x.data);
+  }
+  const bool vec = seg_len % 4 == 0 && rows_aligned16(x) && rows_aligned16(out) && (!w || aligned16(w)) &&
+                   (!add || rows_aligned16(*add));
   // About one float4 per thread: a 4096-wide row is one 1024-thread block, a 128-wide head one warp.
   const int64_t per_thread = (seg_len + 3) / 4;
   const int threads = int(std::min<int64_t>(1024, std::max<int64_t>(32, (per_thread + 31) / 32 * 32)));
-  if (vec)
-    norm_kernel<4><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
-  else
-    norm_kernel<1><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  if (add) {
+    if (vec)
+      norm_kernel<4, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+    else
+      norm_kernel<1, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  } else if (vec) {
+    norm_kernel<4, false><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  } else {
+    norm_kernel<1, false><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  }
   ANVIL_CUDA_CHECK_LAUNCH("norm_kernel");
   return Status::ok();
 }
@@ -159,6 +173,24 @@ Status rms_norm(Context& ctx, const Tensor& x, const Weight* w, float eps, Tenso
   ANVIL_RETURN_IF_ERROR(check_float_aligned("rms_norm", "out", out));
   const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
   return launch_norm(ctx, "rms_norm", x, weight, x.cols, double(x.cols), eps, out);
+}
+
+Status add_rms_norm(Context& ctx, Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out) {
+  ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "h", h));
+  ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "out", out));
+  ANVIL_RETURN_IF_ERROR(check_same_shape("add_rms_norm", "x", x, "h", h));
+  ANVIL_RETURN_IF_ERROR(check_same_shape("add_rms_norm", "x", x, "out", out));
+  if (w) ANVIL_RETURN_IF_ERROR(check_vector_weight("add_rms_norm", *w, x.cols));
+  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "add_rms_norm: eps ", eps, " must be >= 0");
+  if (x.cols == 0 || x.rows == 0) return Status::ok();
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "h", h));
+  ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "out", out));
+  // An element of x is written by the thread that reads it, and out may alias h the same way;
+  // out aliasing x would also be fine, but a partial overlap of differently strided views is not.
+  const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
+  return launch_norm(ctx, "add_rms_norm", x, weight, x.cols, double(x.cols), eps, out, &h);
 }
 
 Status l2_norm(Context& ctx, const Tensor& x, int32_t head_dim, float eps, Tensor out) {

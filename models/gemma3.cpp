@@ -38,6 +38,8 @@ class Gemma3Model final : public Model {
 
     TRY(be_.embed(w_.token_embd, step, a.x));
     TRY(be_.scale(a.x, std::sqrt(float(hp_.n_embd))));
+    // Each residual add is fused with the norm that follows it (the next block's input norm).
+    if (hp_.n_layer > 0) TRY(be_.rms_norm(a.x, &w_.layers[0].attn_norm, hp_.rms_eps, a.h));
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
       const LayerWeights& L = w_.layers[size_t(il)];
       const bool local = hp_.is_sliding_layer(il);
@@ -47,29 +49,27 @@ class Gemma3Model final : public Model {
       rope_k.n_heads = hp_.n_head_kv;
       const AttentionParams attn{hp_.n_head, hp_.n_head_kv, hd, hp_.attn_scale, local ? hp_.sliding_window : 0, 0.f};
 
-      // attention block: x += post_norm(Wo · attention(rope(qnorm(q)), rope(knorm(k)), v) of norm(x))
-      TRY(be_.rms_norm(a.x, &L.attn_norm, hp_.rms_eps, a.h));
+      // attention block: x += post_norm(Wo · attention(rope(qnorm(q)), rope(knorm(k)), v) of h = norm(x))
       TRY(be_.matmul(L.wq, a.h, a.q));
       TRY(be_.matmul(L.wk, a.h, a.k));
       TRY(be_.matmul(L.wv, a.h, a.v));
-      TRY(be_.rms_norm(a.q.reshape_cols(hd), &L.q_norm, hp_.rms_eps, a.q.reshape_cols(hd)));
-      TRY(be_.rms_norm(a.k.reshape_cols(hd), &L.k_norm, hp_.rms_eps, a.k.reshape_cols(hd)));
-      TRY(be_.rope(a.q, rope_q, step));
-      TRY(be_.rope(a.k, rope_k, step));
-      TRY(be_.kv_store(kv[size_t(il)], a.k, a.v, step));
+      const QkNormRope qk{&L.q_norm, &L.k_norm, hp_.rms_eps, rope_q, rope_k};
+      TRY(be_.qk_norm_rope_store(a.q.reshape_cols(hd), a.q, a.k, a.v, qk, kv[size_t(il)], step));
       TRY(be_.attention(a.q, kv[size_t(il)], attn, step, a.attn));
       TRY(be_.matmul(L.wo, a.attn, a.h));
       TRY(be_.rms_norm(a.h, &L.post_attention_norm, hp_.rms_eps, a.h));
-      TRY(be_.add(a.x, a.h, a.x));
+      TRY(be_.add_rms_norm(a.x, a.h, &L.ffn_norm, hp_.rms_eps, a.h));
 
-      // MLP block: x += post_norm(down(gelu_tanh(gate(norm(x))) * up(norm(x))))
-      TRY(be_.rms_norm(a.x, &L.ffn_norm, hp_.rms_eps, a.h));
+      // MLP block: x += post_norm(down(gelu_tanh(gate(h)) * up(h))), h = norm(x)
       TRY(be_.matmul(L.ffn_gate, a.h, a.gate));
       TRY(be_.matmul(L.ffn_up, a.h, a.up));
       TRY(be_.glu(a.gate, a.up, Activation::gelu_tanh, a.gate));
       TRY(be_.matmul(L.ffn_down, a.gate, a.h));
       TRY(be_.rms_norm(a.h, &L.post_ffw_norm, hp_.rms_eps, a.h));
-      TRY(be_.add(a.x, a.h, a.x));
+      if (il + 1 < hp_.n_layer)
+        TRY(be_.add_rms_norm(a.x, a.h, &w_.layers[size_t(il) + 1].attn_norm, hp_.rms_eps, a.h));
+      else
+        TRY(be_.add(a.x, a.h, a.x));
     }
     TRY(be_.gather_logit_rows(a.x, step, a.last));
     TRY(be_.rms_norm(a.last, &w_.output_norm, hp_.rms_eps, a.last));

@@ -56,32 +56,31 @@ class LlamaFamilyModel final : public Model {
     const AttentionParams attn{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_scale, 0, 0.f};
 
     TRY(be_.embed(w_.token_embd, step, a.x));
+    // Each residual add is fused with the norm that follows it (the next block's input norm).
+    if (hp_.n_layer > 0) TRY(be_.rms_norm(a.x, &w_.layers[0].attn_norm, hp_.rms_eps, a.h));
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
       const LayerWeights& L = w_.layers[size_t(il)];
 
-      // attention block: x += Wo · attention(rope(q), rope(k), v) of norm(x)
-      TRY(be_.rms_norm(a.x, &L.attn_norm, hp_.rms_eps, a.h));
+      // attention block: x += Wo · attention(rope(q), rope(k), v) of h = norm(x)
       TRY(be_.matmul(L.wq, a.h, a.q, opt(L.bq)));
       TRY(be_.matmul(L.wk, a.h, a.k, opt(L.bk)));
       TRY(be_.matmul(L.wv, a.h, a.v, opt(L.bv)));
-      if (f_.qk_norm) {
-        TRY(be_.rms_norm(a.q.reshape_cols(hp_.head_dim), &L.q_norm, hp_.rms_eps, a.q.reshape_cols(hp_.head_dim)));
-        TRY(be_.rms_norm(a.k.reshape_cols(hp_.head_dim), &L.k_norm, hp_.rms_eps, a.k.reshape_cols(hp_.head_dim)));
-      }
-      TRY(be_.rope(a.q, rope_q, step));
-      TRY(be_.rope(a.k, rope_k, step));
-      TRY(be_.kv_store(kv[size_t(il)], a.k, a.v, step));
+      const QkNormRope qk{f_.qk_norm ? &L.q_norm : nullptr, f_.qk_norm ? &L.k_norm : nullptr, hp_.rms_eps, rope_q,
+                          rope_k};
+      TRY(be_.qk_norm_rope_store(a.q.reshape_cols(hp_.head_dim), a.q, a.k, a.v, qk, kv[size_t(il)], step));
       TRY(be_.attention(a.q, kv[size_t(il)], attn, step, a.attn));
       TRY(be_.matmul(L.wo, a.attn, a.h));
-      TRY(be_.add(a.x, a.h, a.x));
+      TRY(be_.add_rms_norm(a.x, a.h, &L.ffn_norm, hp_.rms_eps, a.h));
 
-      // MLP block: x += down(silu(gate(norm(x))) * up(norm(x)))
-      TRY(be_.rms_norm(a.x, &L.ffn_norm, hp_.rms_eps, a.h));
+      // MLP block: x += down(silu(gate(h)) * up(h)), h = norm(x)
       TRY(be_.matmul(L.ffn_gate, a.h, a.gate));
       TRY(be_.matmul(L.ffn_up, a.h, a.up));
       TRY(be_.glu(a.gate, a.up, Activation::silu, a.gate));
       TRY(be_.matmul(L.ffn_down, a.gate, a.h));
-      TRY(be_.add(a.x, a.h, a.x));
+      if (il + 1 < hp_.n_layer)
+        TRY(be_.add_rms_norm(a.x, a.h, &w_.layers[size_t(il) + 1].attn_norm, hp_.rms_eps, a.h));
+      else
+        TRY(be_.add(a.x, a.h, a.x));
     }
     // Only the rows that need logits go through the final norm and the LM head.
     TRY(be_.gather_logit_rows(a.x, step, a.last));

@@ -56,21 +56,24 @@ class Qwen35Model final : public Model {
     TRY(make_activations(ws, step.n_tokens, step.n_logit_rows));
 
     TRY(be_.embed(w_.token_embd, step, a_.x));
+    // Each residual add is fused with the norm that follows it (the next block's input norm).
+    if (hp_.n_layer > 0) TRY(be_.rms_norm(a_.x, &w_.layers[0].attn_norm, hp_.rms_eps, a_.h));
     for (int32_t il = 0; il < hp_.n_layer; ++il) {
       const LayerWeights& L = w_.layers[size_t(il)];
-      TRY(be_.rms_norm(a_.x, &L.attn_norm, hp_.rms_eps, a_.h));
       if (hp_.is_recurrent_layer(il))
         TRY(gated_deltanet(L, state[size_t(il)], step));
       else
         TRY(gated_attention(L, kv[size_t(il)], step));
-      TRY(be_.add(a_.x, a_.h, a_.x));
+      TRY(be_.add_rms_norm(a_.x, a_.h, &L.ffn_norm, hp_.rms_eps, a_.h));
 
-      TRY(be_.rms_norm(a_.x, &L.ffn_norm, hp_.rms_eps, a_.h));
       TRY(be_.matmul(L.ffn_gate, a_.h, a_.gate));
       TRY(be_.matmul(L.ffn_up, a_.h, a_.up));
       TRY(be_.glu(a_.gate, a_.up, Activation::silu, a_.gate));
       TRY(be_.matmul(L.ffn_down, a_.gate, a_.h));
-      TRY(be_.add(a_.x, a_.h, a_.x));
+      if (il + 1 < hp_.n_layer)
+        TRY(be_.add_rms_norm(a_.x, a_.h, &w_.layers[size_t(il) + 1].attn_norm, hp_.rms_eps, a_.h));
+      else
+        TRY(be_.add(a_.x, a_.h, a_.x));
     }
     TRY(be_.gather_logit_rows(a_.x, step, a_.last));
     TRY(be_.rms_norm(a_.last, &w_.output_norm, hp_.rms_eps, a_.last));
@@ -85,16 +88,13 @@ class Qwen35Model final : public Model {
     TRY(be_.matmul(L.wq, a_.h, a_.qg));
     TRY(be_.matmul(L.wk, a_.h, a_.k));
     TRY(be_.matmul(L.wv, a_.h, a_.v));
-    // The query halves are normed straight into the contiguous q; the gate halves stay in qg.
-    TRY(be_.rms_norm(head_halves(a_.qg, hp_.n_head, hd, false), &L.q_norm, hp_.rms_eps, a_.q.reshape_cols(hd)));
-    TRY(be_.rms_norm(a_.k.reshape_cols(hd), &L.k_norm, hp_.rms_eps, a_.k.reshape_cols(hd)));
     const RopeParams rope_q{hp_.n_head, hp_.head_dim, hp_.rope_dims, hp_.rope_freq_base, hp_.rope_freq_scale,
                             RopeMode::neox};
     RopeParams rope_k = rope_q;
     rope_k.n_heads = hp_.n_head_kv;
-    TRY(be_.rope(a_.q, rope_q, step));
-    TRY(be_.rope(a_.k, rope_k, step));
-    TRY(be_.kv_store(kv, a_.k, a_.v, step));
+    // The query halves are normed straight into the contiguous q; the gate halves stay in qg.
+    const QkNormRope qk{&L.q_norm, &L.k_norm, hp_.rms_eps, rope_q, rope_k};
+    TRY(be_.qk_norm_rope_store(head_halves(a_.qg, hp_.n_head, hd, false), a_.q, a_.k, a_.v, qk, kv, step));
     const AttentionParams attn{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_scale, 0, 0.f};
     TRY(be_.attention(a_.q, kv, attn, step, a_.attn));
     const Tensor heads = a_.attn.reshape_cols(hd);
