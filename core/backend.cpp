@@ -20,6 +20,14 @@ Status Backend::sample(const Tensor& logits, std::span<const SampleRequest> requ
   return Status::ok();
 }
 
+Status Backend::matmul_group(const Tensor& x, std::span<const MatmulTarget> targets) {
+  for (const MatmulTarget& t : targets) {
+    if (!t.w) return make_error(StatusCode::invalid_argument, "matmul_group: a target has no weight");
+    ANVIL_RETURN_IF_ERROR(matmul(*t.w, x, t.y, t.bias));
+  }
+  return Status::ok();
+}
+
 Status Backend::add_rms_norm(Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out) {
   ANVIL_RETURN_IF_ERROR(add(x, h, x));
   return rms_norm(x, w, eps, out);

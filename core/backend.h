@@ -93,6 +93,13 @@ struct KvLayer {
   Tensor v;
 };
 
+// One projection of Backend::matmul_group: y = x W^T (+ bias).
+struct MatmulTarget {
+  const Weight* w = nullptr;
+  Tensor y;
+  const Weight* bias = nullptr;
+};
+
 // What an attention layer does between its projections and attention() (Backend::qk_norm_rope_store).
 struct QkNormRope {
   const Weight* q_norm = nullptr;  // per-head RMSNorm weight F32 [head_dim], or null: no q norm
@@ -237,6 +244,9 @@ class Backend {
 
   // ---- fused sequences (the defaults run the separate ops above; a backend may fuse them to
   // save launches and round trips through memory; results agree with the defaults to rounding)
+  // matmul(*t.w, x, t.y, t.bias) for every target: the projections that read one activation (q,
+  // k and v; gate and up). The outputs must not overlap x or each other.
+  virtual Status matmul_group(const Tensor& x, std::span<const MatmulTarget> targets);
   // x += h, then out = rms_norm(x) * w: a residual add and the next norm. out may alias h.
   virtual Status add_rms_norm(Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out);
   // The steps between an attention layer's projections and attention(): q = rms_norm(q_src) *

@@ -32,7 +32,7 @@ Expected<std::unique_ptr<Engine>> Engine::open(const std::string& path, const En
   auto backend = open_backend(options.backend, options.n_threads);
   if (!backend) return backend.status();
   e->backend_ = std::move(*backend);
-  if (!e->options_.backend_sampling) e->options_.backend_sampling = false;
+  if (!e->options_.backend_sampling) e->options_.backend_sampling = e->backend_->kind() != DeviceKind::cpu;
   if (!e->options_.kv_type) e->options_.kv_type = e->backend_->kind() == DeviceKind::cpu ? DType::F32 : DType::F16;
   if (*e->options_.kv_type != DType::F32 && *e->options_.kv_type != DType::F16)
     return make_error(StatusCode::invalid_argument, "engine options: the KV cache type must be F32 or F16, not ",
@@ -305,13 +305,24 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     drawn.push_back(i);
   }
   std::vector<int32_t> sampled(drawn.size(), -1);
-  // One Backend::sample per run of consecutive rows (usually one: a step of decodes).
+  // One Backend::sample per run of consecutive rows (usually one: a step of decodes). A run of
+  // greedy draws is an argmax over rows already on the host: no device round trip for it.
   for (size_t j0 = 0; j0 < drawn.size();) {
     size_t j1 = j0 + 1;
     while (j1 < drawn.size() && last_row[drawn[j1]] == last_row[drawn[j1 - 1]] + 1) ++j1;
     const size_t n = j1 - j0;
-    ANVIL_RETURN_IF_ERROR(backend_->sample(logits->slice_rows(last_row[drawn[j0]], int64_t(n)),
-                                           std::span(requests).subspan(j0, n), std::span(sampled).subspan(j0, n)));
+    const bool greedy = std::all_of(requests.begin() + std::ptrdiff_t(j0), requests.begin() + std::ptrdiff_t(j1),
+                                    [](const SampleRequest& r) { return r.params.temperature == 0.f; });
+    if (greedy) {
+      for (size_t j = j0; j < j1; ++j) {
+        auto id = sample_row(std::span<const float>(host_logits_.data() + size_t(last_row[drawn[j]]) * V, V), requests[j]);
+        if (!id) return id.status();
+        sampled[j] = *id;
+      }
+    } else {
+      ANVIL_RETURN_IF_ERROR(backend_->sample(logits->slice_rows(last_row[drawn[j0]], int64_t(n)),
+                                             std::span(requests).subspan(j0, n), std::span(sampled).subspan(j0, n)));
+    }
     j0 = j1;
   }
 

@@ -61,9 +61,11 @@ struct EngineOptions {
   // GPUs (half the bytes attention reads).
   std::optional<DType> kv_type;
   // Session::decode_step / generate draw each next token with Backend::sample right after the
-  // step (on a GPU: on the device, no host pass over the vocabulary); the token stream is the
-  // host sampler's either way. Unset = off: opt-in until the CUDA sampler has run on a GPU (it
-  // was written in a session without one); the CPU gains nothing from it.
+  // step (on a GPU: on the device, no host pass over the vocabulary; greedy draws stay on the
+  // host, where the row already is); the token stream is the host sampler's either way (up to
+  // float rounding at a boundary, core/sampler.h). Unset = on for GPU backends (a sampled draw at
+  // the default parameters over a 151936-word vocabulary: 0.22 ms on the H100 against 3.0 ms on
+  // the host), off on the CPU, which gains nothing from it.
   std::optional<bool> backend_sampling;
   bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
                                  // for models with recurrent layers, see above)

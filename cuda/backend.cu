@@ -401,6 +401,12 @@ class CudaBackend final : public Backend {
   Status copy_page(const KvLayer& kv, int32_t src_page, int32_t dst_page, int32_t page_size) override {
     return cuda::copy_page(op(), kv, src_page, dst_page, page_size);
   }
+  Status matmul_group(const Tensor& x, std::span<const MatmulTarget> targets) override {
+    if (!fused_) return Backend::matmul_group(x, targets);
+    const Status st = cuda::matmul_group(ctx_, x, targets);
+    if (!st) ctx_.gemv_x = {};
+    return st;
+  }
   Status add_rms_norm(Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out) override {
     if (!fused_) return Backend::add_rms_norm(x, h, w, eps, out);
     return cuda::add_rms_norm(op(), x, h, w, eps, out);
@@ -449,9 +455,9 @@ class CudaBackend final : public Backend {
   std::vector<std::shared_ptr<DeviceBuffer>> weights_;  // uploaded weights live as long as the backend
   std::shared_ptr<StepBufferPool> step_pool_ = std::make_shared<StepBufferPool>();
   const void* last_step_dev_ = nullptr;  // arrays of the step prepared last
-  // add_rms_norm / qk_norm_rope_store as one kernel each. Off until the kernels have run on a GPU
-  // (written in a session without one; bench/NOTES.md).
-  static constexpr bool kFusedByDefault = false;
+  // matmul_group / add_rms_norm / qk_norm_rope_store fused: qwen3-4b tg128 299.8 -> 378.4 t/s on
+  // the H100 (bench/NOTES.md).
+  static constexpr bool kFusedByDefault = true;
   bool fused_ = kFusedByDefault;
 };
 

@@ -120,30 +120,52 @@ Status launch_gemv_quantize_activations(const GemvParams& p, cudaStream_t stream
   return Status::ok();
 }
 
-Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream) {
-  ANVIL_RETURN_IF_ERROR(validate(p));
-  const TypeInfo info = type_info(p.weight_type).value();  // validate() checked the type
-  const int rows_per_warp = p.rows_per_warp ? p.rows_per_warp : gemv_default_rows_per_warp(p.weight_type, p.n, p.out);
-  const ActQ8 act = activation_view(p);
-  for (int t0 = 0; t0 < p.n; t0 += kMaxTokensPerPass) {
-    const int nt = std::min(kMaxTokensPerPass, p.n - t0);
-    KernelArgs a;
-    a.weight = static_cast<const uint8_t*>(p.weight);
-    a.row_stride = p.weight_row_stride;
-    a.out = p.out;
-    a.blocks_per_row = int(p.in / info.block_values);
-    a.act = {act.q + int64_t(t0) * p.in, act.ds + int64_t(t0) * (p.in / kActBlock), p.in};
-    a.y = p.y + int64_t(t0) * p.y_stride;
-    a.y_stride = p.y_stride;
-    switch (p.weight_type) {
+Status launch_gemv_prequantized_group(std::span<const GemvParams> ps, cudaStream_t stream) {
+  if (ps.empty() || ps.size() > size_t(gemv_detail::kMaxSegments))
+    return make_error(StatusCode::invalid_argument, "gemv: ", ps.size(), " matrices in one launch (1..",
+                      gemv_detail::kMaxSegments, ")");
+  const GemvParams& p0 = ps[0];
+  int64_t total_out = 0;
+  for (const GemvParams& p : ps) {
+    ANVIL_RETURN_IF_ERROR(validate(p));
+    if (p.weight_type != p0.weight_type || p.in != p0.in || p.n != p0.n || p.x != p0.x ||
+        p.x_stride != p0.x_stride || p.scratch != p0.scratch || p.rows_per_warp != p0.rows_per_warp)
+      return make_error(StatusCode::invalid_argument, "gemv: the matrices of one launch must share the weight type (",
+                        dtype_name(p0.weight_type), " vs ", dtype_name(p.weight_type), "), width (", p0.in, " vs ",
+                        p.in, "), tokens, activations, scratch and rows_per_warp");
+    total_out += p.out;
+  }
+  const TypeInfo info = type_info(p0.weight_type).value();  // validate() checked the type
+  const int rows_per_warp =
+      p0.rows_per_warp ? p0.rows_per_warp : gemv_default_rows_per_warp(p0.weight_type, p0.n, total_out);
+  const ActQ8 act = activation_view(p0);
+  for (int t0 = 0; t0 < p0.n; t0 += kMaxTokensPerPass) {
+    const int nt = std::min(kMaxTokensPerPass, p0.n - t0);
+    KernelArgs a{};
+    a.n_segs = int(ps.size());
+    for (size_t i = 0; i < ps.size(); ++i) {
+      gemv_detail::Segment& g = a.seg[i];
+      g.weight = static_cast<const uint8_t*>(ps[i].weight);
+      g.row_stride = ps[i].weight_row_stride;
+      g.out = ps[i].out;
+      g.y = ps[i].y + int64_t(t0) * ps[i].y_stride;
+      g.y_stride = ps[i].y_stride;
+    }
+    a.blocks_per_row = int(p0.in / info.block_values);
+    a.act = {act.q + int64_t(t0) * p0.in, act.ds + int64_t(t0) * (p0.in / kActBlock), p0.in};
+    switch (p0.weight_type) {
       case DType::Q4_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q4k(a, nt, rows_per_warp, stream)); break;
       case DType::Q5_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q5k(a, nt, rows_per_warp, stream)); break;
       case DType::Q6_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q6k(a, nt, rows_per_warp, stream)); break;
       case DType::Q8_0: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q8_0(a, nt, rows_per_warp, stream)); break;
-      default: return make_error(StatusCode::unsupported, "gemv: ", dtype_name(p.weight_type));
+      default: return make_error(StatusCode::unsupported, "gemv: ", dtype_name(p0.weight_type));
     }
   }
   return Status::ok();
+}
+
+Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream) {
+  return launch_gemv_prequantized_group(std::span(&p, 1), stream);
 }
 
 Status launch_gemv(const GemvParams& p, cudaStream_t stream) {

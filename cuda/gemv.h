@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "core/dtype.h"
 #include "core/status.h"
@@ -57,5 +58,11 @@ Status launch_gemv(const GemvParams& p, cudaStream_t stream);
 // matrices (q, k and v read the same x): quantize once, then run the GEMV for each weight.
 Status launch_gemv_quantize_activations(const GemvParams& p, cudaStream_t stream);
 Status launch_gemv_prequantized(const GemvParams& p, cudaStream_t stream);
+// Up to 3 matrices of one weight type and width against the same quantized activations (same n,
+// x, scratch) in one launch: q, k and v, or gate and up, whose separate launches are each too
+// small to fill the GPU (a 1024-row k or v GEMV runs at ~10% of the copy bandwidth). rows_per_warp
+// 0 takes the default for the matrices' total rows. Each row's result is bit-identical to a
+// separate launch_gemv_prequantized.
+Status launch_gemv_prequantized_group(std::span<const GemvParams> ps, cudaStream_t stream);
 
 }  // namespace anvil::cuda

@@ -8,7 +8,8 @@
 //   - per slice, the R rows' weights are loaded first (R independent loads in flight), then each
 //     of the N tokens' activations is loaded once and used for all R rows (activation traffic
 //     from L1 drops by R; N tokens share each weight load);
-//   - the lanes' partial sums are reduced with shuffles and lane r * N + t stores (r, t).
+//   - the lanes' partial sums are reduced with shuffles and lane r * N + t stores (r, t);
+//   - one launch may cover several matrices that read the same activations (Segment).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -28,14 +29,25 @@ struct ActQ8 {
   int64_t in;
 };
 
-struct KernelArgs {
+// One weight matrix of a launch and where its rows go. A launch covers up to kMaxSegments
+// matrices of one type and width that read the same activations (q, k and v; gate and up): their
+// warps are numbered one after the other, segment i's from first_warp (each segment starts a
+// new warp, so a warp's R rows never straddle two matrices).
+struct Segment {
   const uint8_t* weight;
-  int64_t row_stride;      // bytes
-  int64_t out;             // rows
+  int64_t row_stride;  // bytes
+  int64_t out;         // rows
+  float* y;
+  int64_t y_stride;    // floats between tokens
+  int64_t first_warp;
+};
+constexpr int kMaxSegments = 3;
+
+struct KernelArgs {
+  int n_segs;
+  Segment seg[kMaxSegments];
   int blocks_per_row;
   ActQ8 act;
-  float* y;
-  int64_t y_stride;
 };
 
 constexpr int kWarpsPerBlock = 4;
@@ -46,13 +58,19 @@ constexpr int kWarpsPerBlock = 4;
 template <class Slot, int N, int R>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelArgs a) {
   const int lane = threadIdx.x & 31;
-  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * R;
-  if (row0 >= a.out) return;
+  const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  // Static indices only (selects, no local-memory copy of the parameters).
+  Segment g = a.seg[0];
+#pragma unroll
+  for (int i = 1; i < kMaxSegments; ++i)
+    if (i < a.n_segs && warp >= a.seg[i].first_warp) g = a.seg[i];
+  const int64_t row0 = (warp - g.first_warp) * R;
+  if (row0 >= g.out) return;  // the last block's spare warps
 
   // Rows past the end (out not a multiple of R) re-read the last row and are never stored.
   const uint8_t* rows[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) rows[r] = a.weight + min(row0 + r, a.out - 1) * a.row_stride;
+  for (int r = 0; r < R; ++r) rows[r] = g.weight + min(row0 + r, g.out - 1) * g.row_stride;
 
   float acc[R][N];
 #pragma unroll
@@ -84,13 +102,18 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelA
       float v = acc[r][t];
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-      if (lane == (r * N + t) % 32 && row0 + r < a.out) a.y[t * a.y_stride + row0 + r] = v;
+      if (lane == (r * N + t) % 32 && row0 + r < g.out) g.y[t * g.y_stride + row0 + r] = v;
     }
 }
 
+// Numbers the segments' warps (Segment::first_warp) for R rows per warp and launches.
 template <class Slot, int N, int R>
-Status launch_rows(const KernelArgs& a, cudaStream_t stream) {
-  const int64_t warps = (a.out + R - 1) / R;
+Status launch_rows(KernelArgs a, cudaStream_t stream) {
+  int64_t warps = 0;
+  for (int i = 0; i < a.n_segs; ++i) {
+    a.seg[i].first_warp = warps;
+    warps += (a.seg[i].out + R - 1) / R;
+  }
   const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
   gemv_kernel<Slot, N, R><<<dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0, stream>>>(a);
   ANVIL_CUDA_CHECK_LAUNCH("gemv_kernel");

@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
@@ -115,7 +116,8 @@ bool gemv_supports(const Tensor& w, int64_t n) {
   return reinterpret_cast<uintptr_t>(w.data) % align == 0 && w.row_stride % align == 0;
 }
 
-Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
+// The GEMV parameters of y = x W^T, with the activation scratch (not yet quantized).
+Expected<GemvParams> gemv_params(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
   const int n = int(x.rows);
   const size_t bytes = gemv_scratch_bytes(n, w.cols);
   auto scratch = ctx.scratch(ScratchSlot::gemv_activations, bytes);
@@ -133,15 +135,38 @@ Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
   p.y_stride = ld_elements(y, 4);
   p.scratch = *scratch;
   p.scratch_bytes = bytes;
+  return p;
+}
+
+// Quantizes x into p's scratch unless the copy there is still x's (Context::reuse_quantized_x).
+// The caller then launches the GEMV(s) and, if no output overlaps x, marks the copy current.
+Status gemv_quantize(Context& ctx, const GemvParams& p, const Tensor& x) {
   const Context::QuantizedX xq{x.data, x.rows, x.cols, x.row_stride};
-  if (ctx.reuse_quantized_x && ctx.gemv_x == xq) return launch_gemv_prequantized(p, ctx.stream);
+  if (ctx.reuse_quantized_x && ctx.gemv_x == xq) return Status::ok();
   ctx.gemv_x = {};
-  ANVIL_RETURN_IF_ERROR(launch_gemv(p, ctx.stream));
+  return launch_gemv_quantize_activations(p, ctx.stream);
+}
+
+void gemv_mark_quantized(Context& ctx, const Tensor& x) {
+  if (ctx.reuse_quantized_x) ctx.gemv_x = {x.data, x.rows, x.cols, x.row_stride};
+}
+
+// Whether two F32 views' bytes overlap, each taken as rows x max(stride, a row's bytes).
+bool views_overlap(const Tensor& a, const Tensor& b) {
+  const auto* ab = static_cast<const char*>(a.data);
+  const auto* bb = static_cast<const char*>(b.data);
+  const size_t a_len = size_t(a.rows) * std::max(a.row_stride, size_t(a.cols) * 4);
+  const size_t b_len = size_t(b.rows) * std::max(b.row_stride, size_t(b.cols) * 4);
+  return ab < bb + b_len && bb < ab + a_len;
+}
+
+Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
+  auto p = gemv_params(ctx, w, x, y);
+  if (!p) return p.status();
+  ANVIL_RETURN_IF_ERROR(gemv_quantize(ctx, *p, x));
+  ANVIL_RETURN_IF_ERROR(launch_gemv_prequantized(*p, ctx.stream));
   // y overlapping x would make the quantized copy stale at once.
-  const auto* xb = static_cast<const char*>(x.data);
-  const auto* yb = static_cast<const char*>(y.data);
-  const bool overlap = yb < xb + x.rows * x.row_stride && xb < yb + y.rows * y.row_stride;
-  if (ctx.reuse_quantized_x && !overlap) ctx.gemv_x = xq;
+  if (!views_overlap(x, y)) gemv_mark_quantized(ctx, x);
   return Status::ok();
 }
 
@@ -366,6 +391,53 @@ Status matmul_with(Context& ctx, std::string_view name, const Weight& w, const T
 
 Status matmul_cublas(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias) {
   return matmul_with(ctx, "cublas_f16", w, x, y, bias);
+}
+
+Status matmul_group(Context& ctx, const Tensor& x, std::span<const MatmulTarget> targets) {
+  for (const MatmulTarget& t : targets) {
+    if (!t.w) return make_error(StatusCode::invalid_argument, "matmul_group: a target has no weight");
+    ANVIL_RETURN_IF_ERROR(validate(*t.w, x, t.y, t.bias));
+  }
+  if (x.rows == 0) return Status::ok();
+  // Targets whose chosen candidate is the int8 GEMV are launched together per weight type and
+  // width (up to 3 per launch); the rest, or everything when an output overlaps x or another
+  // output, run one by one.
+  bool disjoint = true;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    disjoint = disjoint && !views_overlap(targets[i].y, x);
+    for (size_t j = 0; j < i; ++j) disjoint = disjoint && !views_overlap(targets[i].y, targets[j].y);
+  }
+  std::vector<bool> done(targets.size(), false);
+  if (disjoint) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const Tensor& wi = targets[i].w->t;
+      if (done[i] || wi.rows == 0 || tuned_candidate(ctx, wi, x.rows) != &kCandidates[0]) continue;
+      std::vector<size_t> group{i};
+      for (size_t j = i + 1; j < targets.size() && group.size() < 3; ++j) {
+        const Tensor& wj = targets[j].w->t;
+        if (!done[j] && wj.rows > 0 && wj.type == wi.type && wj.cols == wi.cols &&
+            tuned_candidate(ctx, wj, x.rows) == &kCandidates[0])
+          group.push_back(j);
+      }
+      if (group.size() < 2) continue;
+      std::vector<GemvParams> ps;
+      for (size_t j : group) {
+        auto p = gemv_params(ctx, targets[j].w->t, x, targets[j].y);
+        if (!p) return p.status();
+        ps.push_back(*p);
+      }
+      ANVIL_RETURN_IF_ERROR(gemv_quantize(ctx, ps[0], x));
+      ANVIL_RETURN_IF_ERROR(launch_gemv_prequantized_group(ps, ctx.stream));
+      gemv_mark_quantized(ctx, x);
+      for (size_t j : group) {
+        if (targets[j].bias) ANVIL_RETURN_IF_ERROR(add_bias(ctx, *targets[j].bias, targets[j].y));
+        done[j] = true;
+      }
+    }
+  }
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (!done[i]) ANVIL_RETURN_IF_ERROR(matmul(ctx, *targets[i].w, x, targets[i].y, targets[i].bias));
+  return Status::ok();
 }
 
 Status matmul(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias) {

@@ -112,6 +112,9 @@ Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tens
                       const DeviceStep& step, Tensor out);  // (deltanet.cu)
 // y = x W^T (+ bias): picks the decode GEMV, the tensor-core GEMM or dequantize + cuBLAS.
 Status matmul(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias);  // (matmul.cu)
+// Backend::matmul_group: the targets the int8 GEMV runs share one quantized x and, per weight
+// type and width, one launch (cuda/gemv.h); the others run as matmul.
+Status matmul_group(Context& ctx, const Tensor& x, std::span<const MatmulTarget> targets);  // (matmul.cu)
 // ids[i] = sample_row(logits row i, requests[i]), drawn on the device; waits for the ids.
 Status sample(Context& ctx, const Tensor& logits, std::span<const SampleRequest> requests,
               std::span<int32_t> ids);  // (sampling.cu)

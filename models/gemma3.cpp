@@ -50,9 +50,8 @@ class Gemma3Model final : public Model {
       const AttentionParams attn{hp_.n_head, hp_.n_head_kv, hd, hp_.attn_scale, local ? hp_.sliding_window : 0, 0.f};
 
       // attention block: x += post_norm(Wo · attention(rope(qnorm(q)), rope(knorm(k)), v) of h = norm(x))
-      TRY(be_.matmul(L.wq, a.h, a.q));
-      TRY(be_.matmul(L.wk, a.h, a.k));
-      TRY(be_.matmul(L.wv, a.h, a.v));
+      const MatmulTarget qkv[] = {{&L.wq, a.q}, {&L.wk, a.k}, {&L.wv, a.v}};
+      TRY(be_.matmul_group(a.h, qkv));
       const QkNormRope qk{&L.q_norm, &L.k_norm, hp_.rms_eps, rope_q, rope_k};
       TRY(be_.qk_norm_rope_store(a.q.reshape_cols(hd), a.q, a.k, a.v, qk, kv[size_t(il)], step));
       TRY(be_.attention(a.q, kv[size_t(il)], attn, step, a.attn));
@@ -61,8 +60,8 @@ class Gemma3Model final : public Model {
       TRY(be_.add_rms_norm(a.x, a.h, &L.ffn_norm, hp_.rms_eps, a.h));
 
       // MLP block: x += post_norm(down(gelu_tanh(gate(h)) * up(h))), h = norm(x)
-      TRY(be_.matmul(L.ffn_gate, a.h, a.gate));
-      TRY(be_.matmul(L.ffn_up, a.h, a.up));
+      const MatmulTarget gate_up[] = {{&L.ffn_gate, a.gate}, {&L.ffn_up, a.up}};
+      TRY(be_.matmul_group(a.h, gate_up));
       TRY(be_.glu(a.gate, a.up, Activation::gelu_tanh, a.gate));
       TRY(be_.matmul(L.ffn_down, a.gate, a.h));
       TRY(be_.rms_norm(a.h, &L.post_ffw_norm, hp_.rms_eps, a.h));

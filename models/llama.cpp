@@ -62,9 +62,8 @@ class LlamaFamilyModel final : public Model {
       const LayerWeights& L = w_.layers[size_t(il)];
 
       // attention block: x += Wo · attention(rope(q), rope(k), v) of h = norm(x)
-      TRY(be_.matmul(L.wq, a.h, a.q, opt(L.bq)));
-      TRY(be_.matmul(L.wk, a.h, a.k, opt(L.bk)));
-      TRY(be_.matmul(L.wv, a.h, a.v, opt(L.bv)));
+      const MatmulTarget qkv[] = {{&L.wq, a.q, opt(L.bq)}, {&L.wk, a.k, opt(L.bk)}, {&L.wv, a.v, opt(L.bv)}};
+      TRY(be_.matmul_group(a.h, qkv));
       const QkNormRope qk{f_.qk_norm ? &L.q_norm : nullptr, f_.qk_norm ? &L.k_norm : nullptr, hp_.rms_eps, rope_q,
                           rope_k};
       TRY(be_.qk_norm_rope_store(a.q.reshape_cols(hp_.head_dim), a.q, a.k, a.v, qk, kv[size_t(il)], step));
@@ -73,8 +72,8 @@ class LlamaFamilyModel final : public Model {
       TRY(be_.add_rms_norm(a.x, a.h, &L.ffn_norm, hp_.rms_eps, a.h));
 
       // MLP block: x += down(silu(gate(h)) * up(h)), h = norm(x)
-      TRY(be_.matmul(L.ffn_gate, a.h, a.gate));
-      TRY(be_.matmul(L.ffn_up, a.h, a.up));
+      const MatmulTarget gate_up[] = {{&L.ffn_gate, a.gate}, {&L.ffn_up, a.up}};
+      TRY(be_.matmul_group(a.h, gate_up));
       TRY(be_.glu(a.gate, a.up, Activation::silu, a.gate));
       TRY(be_.matmul(L.ffn_down, a.gate, a.h));
       if (il + 1 < hp_.n_layer)

@@ -66,8 +66,8 @@ class Qwen35Model final : public Model {
         TRY(gated_attention(L, kv[size_t(il)], step));
       TRY(be_.add_rms_norm(a_.x, a_.h, &L.ffn_norm, hp_.rms_eps, a_.h));
 
-      TRY(be_.matmul(L.ffn_gate, a_.h, a_.gate));
-      TRY(be_.matmul(L.ffn_up, a_.h, a_.up));
+      const MatmulTarget gate_up[] = {{&L.ffn_gate, a_.gate}, {&L.ffn_up, a_.up}};
+      TRY(be_.matmul_group(a_.h, gate_up));
       TRY(be_.glu(a_.gate, a_.up, Activation::silu, a_.gate));
       TRY(be_.matmul(L.ffn_down, a_.gate, a_.h));
       if (il + 1 < hp_.n_layer)
@@ -85,9 +85,8 @@ class Qwen35Model final : public Model {
   // a_.h (normed input) -> a_.h (the layer's output, before the residual add)
   Status gated_attention(const LayerWeights& L, const KvLayer& kv, const DeviceStep& step) {
     const int64_t hd = hp_.head_dim;
-    TRY(be_.matmul(L.wq, a_.h, a_.qg));
-    TRY(be_.matmul(L.wk, a_.h, a_.k));
-    TRY(be_.matmul(L.wv, a_.h, a_.v));
+    const MatmulTarget qkv[] = {{&L.wq, a_.qg}, {&L.wk, a_.k}, {&L.wv, a_.v}};
+    TRY(be_.matmul_group(a_.h, qkv));
     const RopeParams rope_q{hp_.n_head, hp_.head_dim, hp_.rope_dims, hp_.rope_freq_base, hp_.rope_freq_scale,
                             RopeMode::neox};
     RopeParams rope_k = rope_q;
@@ -104,10 +103,8 @@ class Qwen35Model final : public Model {
 
   Status gated_deltanet(const LayerWeights& L, const RecurrentLayer& st, const DeviceStep& step) {
     const int64_t qk = hp_.ssm_qk_dim(), dv = hp_.ssm_d_v;
-    TRY(be_.matmul(L.ssm_qkv, a_.h, a_.qkv));
-    TRY(be_.matmul(L.ssm_z, a_.h, a_.z));
-    TRY(be_.matmul(L.ssm_beta, a_.h, a_.b));
-    TRY(be_.matmul(L.ssm_alpha, a_.h, a_.alpha));
+    const MatmulTarget in_proj[] = {{&L.ssm_qkv, a_.qkv}, {&L.ssm_z, a_.z}, {&L.ssm_beta, a_.b}, {&L.ssm_alpha, a_.alpha}};
+    TRY(be_.matmul_group(a_.h, in_proj));
     TRY(be_.deltanet_gates(a_.alpha, a_.b, L.ssm_dt, L.ssm_a, a_.g, a_.beta));
     TRY(be_.conv1d_silu(a_.qkv, L.ssm_conv1d, st, step, a_.conv));
     const Tensor q = a_.conv.slice_cols(0, qk), k = a_.conv.slice_cols(qk, qk),
