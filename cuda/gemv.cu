@@ -43,9 +43,8 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride
 size_t align16(size_t v) { return (v + 15) & ~size_t(15); }
 
 ActQ8 activation_view(const GemvParams& p) {
-  auto* base = static_cast<uint8_t*>(p.scratch);
-  return {reinterpret_cast<const int8_t*>(base),
-          reinterpret_cast<const float2*>(base + align16(size_t(p.n) * size_t(p.in))), p.in};
+  const GemvActivations l = gemv_activation_layout(p.scratch, p.n, p.in);
+  return {l.q, l.ds, p.in};
 }
 
 struct TypeInfo {
@@ -101,6 +100,11 @@ int gemv_default_rows_per_warp(DType t, int n, int64_t out) {
   if (out < 4096 && n <= 2) return 1;
   if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;
   return 2;
+}
+
+GemvActivations gemv_activation_layout(void* scratch, int n, int64_t in) {
+  auto* base = static_cast<uint8_t*>(scratch);
+  return {reinterpret_cast<int8_t*>(base), reinterpret_cast<float2*>(base + align16(size_t(n) * size_t(in)))};
 }
 
 size_t gemv_scratch_bytes(int n, int64_t in) {

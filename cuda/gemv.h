@@ -46,6 +46,15 @@ struct GemvParams {
 // and taken over by the exact GEMV (cuda/gemv_f32.h) until it is measured itself.
 int gemv_default_rows_per_warp(DType t, int n, int64_t out);
 
+// Where the quantized activations of n tokens of `in` elements live in a GEMV scratch area: int8
+// quants [n, in], then (d, d * sum of the 32 quants) per 32 values [n, in / 32]. A kernel that
+// writes x can also write this (add_rms_norm does) and let the GEMV skip its quantize launch.
+struct GemvActivations {
+  int8_t* q;
+  float2* ds;
+};
+GemvActivations gemv_activation_layout(void* scratch, int n, int64_t in);
+
 // Device bytes GemvParams::scratch must hold for n tokens of `in` elements.
 size_t gemv_scratch_bytes(int n, int64_t in);
 

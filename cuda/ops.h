@@ -66,6 +66,9 @@ class Context {
   };
   bool reuse_quantized_x = false;
   QuantizedX gemv_x;
+  // With reuse on, the ops that write a GEMV's input at decode sizes (add_rms_norm, glu) also
+  // write its quantized copy and set gemv_x, so the GEMV skips its quantize launch.
+  bool quantize_in_producers = false;
   void bump_generation() { ++generation_; }
 
  private:

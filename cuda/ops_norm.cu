@@ -19,11 +19,14 @@
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
+#include "cuda/gemv.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
 namespace {
+
+constexpr int64_t kGemvQuantizeMaxRows = 8;  // the decode GEMV's tokens per pass (cuda/gemv.h)
 
 struct NormParams {
   const float* x = nullptr;
@@ -37,6 +40,9 @@ struct NormParams {
   const float* h = nullptr;
   float* x_sum = nullptr;
   int64_t h_stride = 0;
+  // The output quantized for the decode GEMV (cuda/gemv.h's activation layout), or null.
+  int8_t* q8 = nullptr;
+  float2* q8_ds = nullptr;
   double divisor = 1.0;      // seg_len for the RMS (mean of squares), 1 for the L2 norm (sum)
   double eps = 0.0;
 };
@@ -66,7 +72,10 @@ __device__ __forceinline__ float block_sum(float v) {
 // kVec 4: seg_len % 4 == 0 and every row start (x, out, w, h) 16-byte aligned. kAdd: the first
 // pass also adds h and stores the sum over x (add_rms_norm); the second pass then reads the sum
 // back, each thread only the elements it wrote itself, so no synchronisation is needed.
-template <int kVec, bool kAdd>
+// kQ8 (with kVec 4, seg_len % 32 == 0, one segment per row): the second pass also writes the
+// output as the GEMV's int8 activations, exactly as its quantize kernel would (cuda/gemv.cu): 8
+// consecutive threads hold one 32-value block, so its max and quant sum are three shuffles.
+template <int kVec, bool kAdd, bool kQ8 = false>
 __global__ void norm_kernel(NormParams p) {
   const int64_t seg = blockIdx.x;
   const int64_t r = seg / p.segs_per_row, h = seg % p.segs_per_row;
@@ -98,7 +107,37 @@ __global__ void norm_kernel(NormParams p) {
   ss = block_sum(ss);
   const float inv = float(1.0 / sqrt(double(ss) / p.divisor + p.eps));
 
-  if constexpr (kVec == 4) {
+  if constexpr (kQ8) {
+    static_assert(kVec == 4, "the quantized output takes the float4 path");
+    const int64_t n4 = p.seg_len / 4;
+    // Every lane runs every round (the shuffles need the whole warp); lanes past the row idle.
+    for (int64_t base = 0; base < n4; base += blockDim.x) {
+      const int64_t i = base + threadIdx.x;
+      const bool on = i < n4;
+      float4 v = on ? reinterpret_cast<const float4*>(x)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+      v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+      if (p.w && on) {
+        const float4 w = reinterpret_cast<const float4*>(p.w)[i];
+        v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
+      }
+      if (on) reinterpret_cast<float4*>(y)[i] = v;
+      float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+      for (int off = 1; off < 8; off <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+      const float d = amax / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const int q0 = __float2int_rn(v.x * id), q1 = __float2int_rn(v.y * id), q2 = __float2int_rn(v.z * id),
+                q3 = __float2int_rn(v.w * id);
+      int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+      for (int off = 1; off < 8; off <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      if (on) {
+        reinterpret_cast<char4*>(p.q8 + r * p.seg_len)[i] =
+            make_char4(int8_t(q0), int8_t(q1), int8_t(q2), int8_t(q3));
+        if ((threadIdx.x & 7) == 0) p.q8_ds[r * (p.seg_len / 32) + i / 8] = make_float2(d, d * float(sum));
+      }
+    }
+  } else if constexpr (kVec == 4) {
     const int64_t n4 = p.seg_len / 4;
     for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
       float4 v = reinterpret_cast<const float4*>(x)[i];
@@ -119,8 +158,11 @@ __global__ void norm_kernel(NormParams p) {
 }
 
 // add: add_rms_norm's h (x is then also the sum's destination); null for the plain norms.
+// q8: where to also write the output quantized for the GEMV (rows of seg_len values, one segment
+// per row); taken only on the float4 path with seg_len % 32 == 0, which *quantized reports.
 Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w, int64_t seg_len, double divisor,
-                   float eps, Tensor out, const Tensor* add = nullptr) {
+                   float eps, Tensor out, const Tensor* add = nullptr, const GemvActivations* q8 = nullptr,
+                   bool* quantized = nullptr) {
   const int64_t segs_per_row = x.cols / seg_len;
   const int64_t n_segs = x.rows * segs_per_row;
   if (n_segs == 0 || seg_len == 0) return Status::ok();
@@ -146,7 +188,16 @@ Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w
   // About one float4 per thread: a 4096-wide row is one 1024-thread block, a 128-wide head one warp.
   const int64_t per_thread = (seg_len + 3) / 4;
   const int threads = int(std::min<int64_t>(1024, std::max<int64_t>(32, (per_thread + 31) / 32 * 32)));
-  if (add) {
+  const bool q8_out = q8 && vec && seg_len % 32 == 0 && segs_per_row == 1;
+  if (quantized) *quantized = q8_out;
+  if (q8_out) {
+    p.q8 = q8->q;
+    p.q8_ds = q8->ds;
+    if (add)
+      norm_kernel<4, true, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+    else
+      norm_kernel<4, false, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+  } else if (add) {
     if (vec)
       norm_kernel<4, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
     else
@@ -187,10 +238,23 @@ Status add_rms_norm(Context& ctx, Tensor x, const Tensor& h, const Weight* w, fl
   ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "x", x));
   ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "h", h));
   ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "out", out));
-  // An element of x is written by the thread that reads it, and out may alias h the same way;
-  // out aliasing x would also be fine, but a partial overlap of differently strided views is not.
+  // An element of x is written by the thread that reads it, and out may alias h the same way.
   const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
-  return launch_norm(ctx, "add_rms_norm", x, weight, x.cols, double(x.cols), eps, out, &h);
+  // At decode sizes the output is also quantized for the GEMVs that read it next (q/k/v or
+  // gate/up), which then skip their quantize launch (Context::reuse_quantized_x).
+  GemvActivations q8{};
+  const bool want_q8 =
+      ctx.reuse_quantized_x && ctx.quantize_in_producers && x.rows <= kGemvQuantizeMaxRows && x.cols % 32 == 0;
+  if (want_q8) {
+    auto scratch = ctx.scratch(ScratchSlot::gemv_activations, gemv_scratch_bytes(int(x.rows), x.cols));
+    if (!scratch) return scratch.status();
+    q8 = gemv_activation_layout(*scratch, int(x.rows), x.cols);
+  }
+  bool quantized = false;
+  ANVIL_RETURN_IF_ERROR(launch_norm(ctx, "add_rms_norm", x, weight, x.cols, double(x.cols), eps, out, &h,
+                                    want_q8 ? &q8 : nullptr, &quantized));
+  if (quantized) ctx.gemv_x = {out.data, out.rows, out.cols, out.row_stride};
+  return Status::ok();
 }
 
 Status l2_norm(Context& ctx, const Tensor& x, int32_t head_dim, float eps, Tensor out) {

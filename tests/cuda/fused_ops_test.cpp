@@ -3,6 +3,8 @@
 // qk_norm_rope_store (q/k head norms, RoPE, K/V store). Every output is compared: x's sum and the
 // normed rows; q, k, and the K/V pages (read back as floats, so an F16 page compares its
 // values). Outputs and pages are NaN-poisoned first, so a row the kernel forgets fails.
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "cuda/matmul.h"
+#include "quant/quant.h"
 #include "tests/cuda/op_test_util.h"
 
 namespace anvil {
@@ -72,6 +76,81 @@ TEST(CudaFused, AddRmsNormOnStridedViewsAndBadShapes) {
   TwinWeight w = be.weight_f32("norm", 1, cols + 1, std::vector<float>(size_t(cols + 1), 1.f));
   EXPECT_EQ(be.gpu->add_rms_norm(x.gpu, h.gpu, &w.gpu, 1e-5f, out.gpu).code(), StatusCode::invalid_argument);
   EXPECT_EQ(be.gpu->add_rms_norm(x.gpu, h.gpu, nullptr, -1.f, out.gpu).code(), StatusCode::invalid_argument);
+}
+
+// `out` was just written by a backend op that also quantizes it for the GEMV: the backend's
+// matmul on it must equal, bit for bit, a GEMV that quantizes for itself (its own context), and
+// must use the op's quantization, which is proven by changing out's memory behind the backend's
+// back first (only a reused quantization still gives the GEMV of the op's values).
+void expect_gemv_reuses(TwinBackends& be, test_cuda::OwnContext& own, const TwinWeight& w, const Twin& out,
+                        const std::string& what) {
+  Twin y_own = be.poisoned(out.gpu.rows, w.gpu.t.rows), y_backend = be.poisoned(out.gpu.rows, w.gpu.t.rows);
+  ASSERT_OK(cuda::matmul_with(own.ctx, "gemv_int8", w.gpu, out.gpu, y_own.gpu, nullptr));
+  own.sync();
+  const std::vector<float> junk(size_t(out.gpu.rows * out.gpu.cols), 3.0f);
+  ASSERT_EQ(cudaMemcpy2D(out.gpu.data, out.gpu.row_stride, junk.data(), size_t(out.gpu.cols) * sizeof(float),
+                         size_t(out.gpu.cols) * sizeof(float), size_t(out.gpu.rows), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_OK(be.gpu->matmul(w.gpu, out.gpu, y_backend.gpu));
+  const std::vector<float> a = read(*be.gpu, y_backend.gpu), b = read(*be.gpu, y_own.gpu);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << what;
+}
+
+TwinWeight quantized_weight(TwinBackends& be, std::mt19937& rng, DType type, int64_t rows, int64_t cols) {
+  std::vector<float> wv = random_values(rng, size_t(rows * cols), 0.1f, 1.0f);
+  std::vector<uint8_t> wq(size_t(rows) * *row_bytes(type, uint64_t(cols)));
+  EXPECT_TRUE(quant::quantize_rows(type, wv.data(), wq.data(), cols, rows, 0).is_ok());
+  return be.weight("blk.0.ffn_down.weight", type, rows, cols, wq);
+}
+
+struct QuantCase {
+  DType type;
+  int64_t cols;
+};
+// 2560: one round of float4 threads; 96: a partial warp; 4160: a second, nearly empty round.
+const QuantCase kQuantCases[] = {{DType::Q4_K, 2560}, {DType::Q8_0, 96}, {DType::Q8_0, 4160}};
+
+TEST(CudaFused, AddRmsNormHandsTheGemvItsQuantizedOutput) {
+  test_cuda::ScopedEnv fused("ANVIL_CUDA_FUSED", "1");
+  test_cuda::ScopedEnv producers("ANVIL_CUDA_QUANTIZE_IN_PRODUCERS", "1");
+  test_cuda::ScopedEnv gemv("ANVIL_FORCE_KERNEL", "matmul:gemv_int8");
+  TwinBackends be = ANVIL_REQUIRE_CUDA();
+  test_cuda::OwnContext own;
+  ASSERT_TRUE(own.ok());
+  std::mt19937 rng(35);
+  for (const QuantCase c : kQuantCases)
+    for (int64_t rows : {1, 3, 8}) {
+      TwinWeight w = quantized_weight(be, rng, c.type, 48, c.cols);
+      TwinWeight nw = be.weight_f32("norm", 1, c.cols, random_values(rng, size_t(c.cols), 0.5f, 1.5f));
+      Twin x = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+      Twin h = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+      ASSERT_OK(be.gpu->add_rms_norm(x.gpu, h.gpu, &nw.gpu, 1e-6f, h.gpu));
+      expect_gemv_reuses(be, own, w, h, std::string("add_rms_norm ") + std::string(dtype_name(c.type)) + " " +
+                                            std::to_string(rows) + "x" + std::to_string(c.cols));
+    }
+}
+
+TEST(CudaFused, GluHandsTheGemvItsQuantizedOutput) {
+  test_cuda::ScopedEnv fused("ANVIL_CUDA_FUSED", "1");
+  test_cuda::ScopedEnv producers("ANVIL_CUDA_QUANTIZE_IN_PRODUCERS", "1");
+  test_cuda::ScopedEnv gemv("ANVIL_FORCE_KERNEL", "matmul:gemv_int8");
+  TwinBackends be = ANVIL_REQUIRE_CUDA();
+  test_cuda::OwnContext own;
+  ASSERT_TRUE(own.ok());
+  std::mt19937 rng(36);
+  for (const QuantCase c : kQuantCases)
+    for (int64_t rows : {1, 8})
+      for (Activation act : {Activation::silu, Activation::gelu_tanh, Activation::sigmoid}) {
+        const std::string what = "glu " + std::to_string(int(act)) + " " + std::string(dtype_name(c.type)) + " " +
+                                 std::to_string(rows) + "x" + std::to_string(c.cols);
+        TwinWeight w = quantized_weight(be, rng, c.type, 48, c.cols);
+        Twin gate = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+        Twin up = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+        ASSERT_OK(be.cpu->glu(gate.cpu, up.cpu, act, gate.cpu));  // in place, as the models run it
+        ASSERT_OK(be.gpu->glu(gate.gpu, up.gpu, act, gate.gpu));
+        EXPECT_LE(be.rel_error(gate), kTol) << what;
+        expect_gemv_reuses(be, own, w, gate, what);
+      }
 }
 
 // ---- qk_norm_rope_store

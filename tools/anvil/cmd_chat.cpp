@@ -100,7 +100,7 @@ CommandAction setup_chat(CLI::App& cmd) {
   cmd.add_option("--system", o->system, "System prompt");
   cmd.add_option("-n,--n-predict", o->n_predict, "Tokens per reply at most")->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
-  add_sampling_options(cmd, o->sampling, o->seed);
+  add_sampling_options(cmd, o->sampling, o->seed, o->model);
   return [o] { return run_chat(*o); };
 }
 

@@ -70,7 +70,7 @@ CommandAction setup_generate(CLI::App& cmd) {
   cmd.add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   cmd.add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most")->check(CLI::Range(0, 1 << 24))
       ->capture_default_str();
-  add_sampling_options(cmd, o->sampling, o->seed);
+  add_sampling_options(cmd, o->sampling, o->seed, o->model);
   cmd.add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
   cmd.add_flag("--echo", o->echo, "Print the prompt before the generated text");
   return [o] { return run_generate(*o); };

@@ -19,7 +19,7 @@ void add_model_options(CLI::App& cmd, ModelCliOptions& o, const char* ctx_help) 
   cmd.add_flag("-q,--quiet", o.quiet, "No load and speed messages on stderr");
 }
 
-void add_sampling_options(CLI::App& cmd, SamplingParams& p, int64_t& seed) {
+void add_sampling_options(CLI::App& cmd, SamplingParams& p, int64_t& seed, ModelCliOptions& o) {
   cmd.add_option("--temp", p.temperature, "Temperature (0: greedy)")->check(CLI::Range(0.0, 100.0))->capture_default_str();
   cmd.add_option("--top-k", p.top_k, "Keep the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd.add_option("--top-p", p.top_p, "Nucleus sampling mass (1: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
@@ -34,6 +34,8 @@ void add_sampling_options(CLI::App& cmd, SamplingParams& p, int64_t& seed) {
   cmd.add_option("--frequency-penalty", p.frequency_penalty, "Subtracted per occurrence of a recently seen token")
       ->capture_default_str();
   cmd.add_option("--seed", seed, "Random seed (-1: random)")->capture_default_str();
+  cmd.add_flag("--host-sampling", o.host_sampling,
+               "Draw tokens on the host (default on a GPU: on the device; the same tokens either way)");
 }
 
 SamplingParams resolve_seed(SamplingParams p, int64_t seed, bool quiet) {
@@ -52,6 +54,7 @@ std::unique_ptr<Engine> open_engine_or_fail(const ModelCliOptions& o, EngineOpti
   e.backend = o.backend;
   e.n_threads = o.threads;
   if (o.ctx > 0) e.n_ctx = o.ctx;
+  if (o.host_sampling) e.backend_sampling = false;
   const auto t0 = std::chrono::steady_clock::now();
   size_t last_percent = 0;
   if (!o.quiet && stderr_is_tty()) {

@@ -22,13 +22,14 @@ struct ModelCliOptions {
   int threads = 0;
   int ctx = 0;  // 0: the command's default
   bool quiet = false;
+  bool host_sampling = false;  // draw tokens on the host even on a GPU backend
 };
 
 // -m/--model (required), --backend, --threads, -q/--quiet; --ctx when ctx_help is given.
 void add_model_options(CLI::App& cmd, ModelCliOptions& o, const char* ctx_help = nullptr);
 // --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --presence-penalty
-// --frequency-penalty --seed (seed: -1 = random, printed unless quiet).
-void add_sampling_options(CLI::App& cmd, SamplingParams& p, int64_t& seed);
+// --frequency-penalty --seed (seed: -1 = random, printed unless quiet), --host-sampling.
+void add_sampling_options(CLI::App& cmd, SamplingParams& p, int64_t& seed, ModelCliOptions& o);
 SamplingParams resolve_seed(SamplingParams p, int64_t seed, bool quiet);
 
 // Opens the model (a one-line error and exit 1 on any failure: missing file, not a GGUF,
