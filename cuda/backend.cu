@@ -186,8 +186,8 @@ class CudaBackend final : public Backend {
     ctx_.cc_minor = p.minor;
     ANVIL_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking));
     ctx_.reuse_quantized_x = std::getenv("ANVIL_CUDA_REQUANTIZE") == nullptr;
-    // ANVIL_CUDA_FUSED=1 or 0 turns the fused kernels of add_rms_norm and qk_norm_rope_store on /
-    // off (A/B measurement); unset, kFusedByDefault decides.
+    // ANVIL_CUDA_FUSED=1 or 0 turns the fused matmul_group, add_rms_norm and qk_norm_rope_store on
+    // or off (A/B measurement); unset, kFusedByDefault decides.
     if (const char* f = std::getenv("ANVIL_CUDA_FUSED"); f && *f) fused_ = std::string(f) != "0";
     // ANVIL_CUDA_QUANTIZE_IN_PRODUCERS=1: add_rms_norm and glu also write the GEMV's int8 input
     // (Context::quantize_in_producers). Off by default until it has run on a GPU (written in a
