@@ -7,6 +7,7 @@
 
 #include "cuda/check.h"
 #include "cuda/gemv_kernel.cuh"
+#include "cuda/gemv_quantize.cuh"
 
 namespace anvil::cuda {
 namespace {
@@ -14,11 +15,9 @@ namespace {
 using gemv_detail::ActQ8;
 using gemv_detail::KernelArgs;
 
-constexpr int kMaxTokensPerPass = 8;
 constexpr int kActBlock = 32;  // values per activation scale
 
-// One warp per 32 activations: scale by the block's max |x| to int8 (round to nearest even) and
-// store (d, d * sum q) beside the quants. The same rounding as quantize_row_q8_1 in ggml.
+// One warp per 32 activations (cuda/gemv_quantize.cuh has the rounding).
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride, int64_t in, int64_t total_blocks,
                                    int8_t* __restrict__ q, float2* __restrict__ ds) {
   const int64_t blk = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
@@ -26,18 +25,11 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride
   const int lane = threadIdx.x & 31;
   const int64_t per_token = in / kActBlock;
   const int64_t t = blk / per_token, j = blk % per_token;
-  const float v = x[t * x_stride + j * kActBlock + lane];
-  float amax = fabsf(v);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int qi = __float2int_rn(v * id);
-  int sum = qi;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  q[t * in + j * kActBlock + lane] = static_cast<int8_t>(qi);
-  if (lane == 0) ds[t * per_token + j] = make_float2(d, d * float(sum));
+  const float v[1] = {x[t * x_stride + j * kActBlock + lane]};
+  int qi[1];
+  const float2 block = quantize_q8_block<32, 1>(v, qi);
+  q[t * in + j * kActBlock + lane] = static_cast<int8_t>(qi[0]);
+  if (lane == 0) ds[t * per_token + j] = block;
 }
 
 size_t align16(size_t v) { return (v + 15) & ~size_t(15); }
@@ -143,8 +135,8 @@ Status launch_gemv_prequantized_group(std::span<const GemvParams> ps, cudaStream
   const int rows_per_warp =
       p0.rows_per_warp ? p0.rows_per_warp : gemv_default_rows_per_warp(p0.weight_type, p0.n, total_out);
   const ActQ8 act = activation_view(p0);
-  for (int t0 = 0; t0 < p0.n; t0 += kMaxTokensPerPass) {
-    const int nt = std::min(kMaxTokensPerPass, p0.n - t0);
+  for (int t0 = 0; t0 < p0.n; t0 += kGemvTokensPerPass) {
+    const int nt = std::min(kGemvTokensPerPass, p0.n - t0);
     KernelArgs a{};
     a.n_segs = int(ps.size());
     for (size_t i = 0; i < ps.size(); ++i) {

@@ -21,6 +21,8 @@
 
 namespace anvil::cuda {
 
+constexpr int kGemvTokensPerPass = 8;  // tokens one GEMV launch takes; more run in passes
+
 struct GemvParams {
   DType weight_type = DType::Q4_K;  // Q4_K, Q5_K, Q6_K or Q8_0
   const void* weight = nullptr;     // out rows of `in` elements, GGUF blocks, row-major

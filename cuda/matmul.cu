@@ -147,17 +147,18 @@ Status gemv_quantize(Context& ctx, const GemvParams& p, const Tensor& x) {
   return launch_gemv_quantize_activations(p, ctx.stream);
 }
 
-void gemv_mark_quantized(Context& ctx, const Tensor& x) {
-  if (ctx.reuse_quantized_x) ctx.gemv_x = {x.data, x.rows, x.cols, x.row_stride};
+// Whether two F32 views' bytes overlap, each taken as rows x max(stride, cols floats).
+bool spans_overlap(const void* a, int64_t a_rows, int64_t a_cols, size_t a_stride, const void* b, int64_t b_rows,
+                   int64_t b_cols, size_t b_stride) {
+  const auto* ab = static_cast<const char*>(a);
+  const auto* bb = static_cast<const char*>(b);
+  const size_t a_len = size_t(a_rows) * std::max(a_stride, size_t(a_cols) * 4);
+  const size_t b_len = size_t(b_rows) * std::max(b_stride, size_t(b_cols) * 4);
+  return ab < bb + b_len && bb < ab + a_len;
 }
 
-// Whether two F32 views' bytes overlap, each taken as rows x max(stride, a row's bytes).
 bool views_overlap(const Tensor& a, const Tensor& b) {
-  const auto* ab = static_cast<const char*>(a.data);
-  const auto* bb = static_cast<const char*>(b.data);
-  const size_t a_len = size_t(a.rows) * std::max(a.row_stride, size_t(a.cols) * 4);
-  const size_t b_len = size_t(b.rows) * std::max(b.row_stride, size_t(b.cols) * 4);
-  return ab < bb + b_len && bb < ab + a_len;
+  return spans_overlap(a.data, a.rows, a.cols, a.row_stride, b.data, b.rows, b.cols, b.row_stride);
 }
 
 Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
@@ -166,7 +167,7 @@ Status gemv_run(Context& ctx, const Tensor& w, const Tensor& x, Tensor y) {
   ANVIL_RETURN_IF_ERROR(gemv_quantize(ctx, *p, x));
   ANVIL_RETURN_IF_ERROR(launch_gemv_prequantized(*p, ctx.stream));
   // y overlapping x would make the quantized copy stale at once.
-  if (!views_overlap(x, y)) gemv_mark_quantized(ctx, x);
+  if (!views_overlap(x, y)) gemv_input_written(ctx, x);
   return Status::ok();
 }
 
@@ -349,16 +350,6 @@ Status validate(const Weight& w, const Tensor& x, const Tensor& y, const Weight*
   return Status::ok();
 }
 
-// Whether two F32 views' bytes overlap, each taken as rows x max(stride, cols floats).
-bool spans_overlap(const void* a, int64_t a_rows, int64_t a_cols, size_t a_stride, const void* b, int64_t b_rows,
-                   int64_t b_cols, size_t b_stride) {
-  const auto* ab = static_cast<const char*>(a);
-  const auto* bb = static_cast<const char*>(b);
-  const size_t a_len = size_t(a_rows) * std::max(a_stride, size_t(a_cols) * 4);
-  const size_t b_len = size_t(b_rows) * std::max(b_stride, size_t(b_cols) * 4);
-  return ab < bb + b_len && bb < ab + a_len;
-}
-
 Status run_candidate(Context& ctx, const MatmulCandidate& c, const Weight& w, const Tensor& x, Tensor y,
                      const Weight* bias) {
   ANVIL_RETURN_IF_ERROR(c.run(ctx, w.t, x, y));
@@ -391,6 +382,19 @@ Status matmul_with(Context& ctx, std::string_view name, const Weight& w, const T
 
 Status matmul_cublas(Context& ctx, const Weight& w, const Tensor& x, Tensor y, const Weight* bias) {
   return matmul_with(ctx, "cublas_f16", w, x, y, bias);
+}
+
+void gemv_input_written(Context& ctx, const Tensor& x) {
+  if (ctx.reuse_quantized_x) ctx.gemv_x = {x.data, x.rows, x.cols, x.row_stride};
+}
+
+Expected<std::optional<GemvActivations>> gemv_input_target(Context& ctx, int64_t rows, int64_t cols) {
+  if (!ctx.reuse_quantized_x || !ctx.quantize_in_producers || rows < 1 || rows > kGemvTokensPerPass || cols < 1 ||
+      cols % 32 != 0)
+    return std::optional<GemvActivations>();
+  auto scratch = ctx.scratch(ScratchSlot::gemv_activations, gemv_scratch_bytes(int(rows), cols));
+  if (!scratch) return scratch.status();
+  return std::optional<GemvActivations>(gemv_activation_layout(*scratch, int(rows), cols));
 }
 
 Status matmul_group(Context& ctx, const Tensor& x, std::span<const MatmulTarget> targets) {
@@ -428,7 +432,7 @@ Status matmul_group(Context& ctx, const Tensor& x, std::span<const MatmulTarget>
       }
       ANVIL_RETURN_IF_ERROR(gemv_quantize(ctx, ps[0], x));
       ANVIL_RETURN_IF_ERROR(launch_gemv_prequantized_group(ps, ctx.stream));
-      gemv_mark_quantized(ctx, x);
+      gemv_input_written(ctx, x);
       for (size_t j : group) {
         if (targets[j].bias) ANVIL_RETURN_IF_ERROR(add_bias(ctx, *targets[j].bias, targets[j].y));
         done[j] = true;

@@ -17,12 +17,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "cuda/gemv.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
@@ -45,6 +47,13 @@ std::span<const MatmulCandidate> matmul_candidates();
 // not support the call.
 Status matmul_with(Context& ctx, std::string_view name, const Weight& w, const Tensor& x, Tensor y,
                    const Weight* bias);
+
+// For an op that writes x (rows x cols) which a decode GEMV reads next: where the op should also
+// write x's int8 copy (cuda/gemv.h's layout in the GEMV's scratch), or nullopt when it should not
+// (Context::quantize_in_producers off, more tokens than one GEMV pass, cols not whole 32-blocks).
+// After writing it, gemv_input_written(ctx, x) lets the GEMV on x skip its own quantization.
+Expected<std::optional<GemvActivations>> gemv_input_target(Context& ctx, int64_t rows, int64_t cols);
+void gemv_input_written(Context& ctx, const Tensor& x);
 
 // The cuBLAS candidate alone (matmul_with "cublas_f16"): dequantize W to f16 tiles + GemmEx, for
 // any n and any dequantizable type, so a benchmark can time it against the GEMV.

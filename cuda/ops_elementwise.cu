@@ -23,14 +23,13 @@
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
-#include "cuda/gemv.h"
+#include "cuda/gemv_quantize.cuh"
+#include "cuda/matmul.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
 namespace {
-
-constexpr int64_t kGemvQuantizeMaxRows = 8;  // the decode GEMV's tokens per pass (cuda/gemv.h)
 
 enum class EltOp { add, scale, silu, gelu_tanh, sigmoid };
 
@@ -62,8 +61,8 @@ __device__ __forceinline__ float apply(float a, float b, float s) {
 
 // glu at decode sizes, fused with the decode GEMV's activation quantization (the output feeds
 // ffn_down, or Qwen3.5's attn_output): one warp per 32 values of a row, each lane one value,
-// then the block's max and quant sum by shuffles, exactly as cuda/gemv.cu's quantize kernel
-// (same rounding, so the GEMV's result is bit-identical to quantizing separately).
+// then cuda/gemv_quantize.cuh's rounding (the GEMV's own, so its result is bit-identical to
+// quantizing separately).
 // cols % 32 == 0; q / ds in cuda/gemv.h's activation layout for rows x cols.
 template <EltOp kOp>
 __global__ void glu_q8_kernel(EltParams p, int8_t* __restrict__ q, float2* __restrict__ ds) {
@@ -72,19 +71,12 @@ __global__ void glu_q8_kernel(EltParams p, int8_t* __restrict__ q, float2* __res
   if (blk >= p.rows * per_row) return;  // whole warps only
   const int lane = int(threadIdx.x) & 31;
   const int64_t r = blk / per_row, j = blk % per_row, c = j * 32 + lane;
-  const float v = apply<kOp>(p.a[r * p.a_stride + c], p.b[r * p.b_stride + c], p.s);
-  p.out[r * p.out_stride + c] = v;
-  float amax = fabsf(v);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int qi = __float2int_rn(v * id);
-  int sum = qi;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  q[r * p.cols + c] = static_cast<int8_t>(qi);
-  if (lane == 0) ds[r * per_row + j] = make_float2(d, d * float(sum));
+  const float v[1] = {apply<kOp>(p.a[r * p.a_stride + c], p.b[r * p.b_stride + c], p.s)};
+  p.out[r * p.out_stride + c] = v[0];
+  int qi[1];
+  const float2 block = quantize_q8_block<32, 1>(v, qi);
+  q[r * p.cols + c] = static_cast<int8_t>(qi[0]);
+  if (lane == 0) ds[r * per_row + j] = block;
 }
 
 template <EltOp kOp, int kVec>
@@ -260,14 +252,13 @@ Status glu(Context& ctx, const Tensor& gate, const Tensor& up, Activation act, T
   ANVIL_RETURN_IF_ERROR(check_same_shape("glu", "gate", gate, "out", out));
   // At decode sizes the output is also quantized for the GEMV that reads it next (the down
   // projection), which then skips its quantize launch (Context::reuse_quantized_x).
-  if (ctx.reuse_quantized_x && ctx.quantize_in_producers && out.rows > 0 && out.rows <= kGemvQuantizeMaxRows && out.cols > 0 && out.cols % 32 == 0 &&
-      out.rows * out.cols / 32 <= INT32_MAX) {
+  auto target = gemv_input_target(ctx, out.rows, out.cols);
+  if (!target) return target.status();
+  if (target->has_value() && out.rows * out.cols / 32 <= INT32_MAX) {
     ANVIL_RETURN_IF_ERROR(check_float_aligned("glu", "gate", gate));
     ANVIL_RETURN_IF_ERROR(check_float_aligned("glu", "up", up));
     ANVIL_RETURN_IF_ERROR(check_float_aligned("glu", "out", out));
-    auto scratch = ctx.scratch(ScratchSlot::gemv_activations, gemv_scratch_bytes(int(out.rows), out.cols));
-    if (!scratch) return scratch.status();
-    const GemvActivations q8 = gemv_activation_layout(*scratch, int(out.rows), out.cols);
+    const GemvActivations& q8 = **target;
     EltParams p;
     p.a = static_cast<const float*>(gate.data);
     p.b = static_cast<const float*>(up.data);
@@ -290,7 +281,7 @@ Status glu(Context& ctx, const Tensor& gate, const Tensor& up, Activation act, T
       default: return make_error(StatusCode::invalid_argument, "glu: unknown activation ", int(act));
     }
     ANVIL_CUDA_CHECK_LAUNCH("glu_q8_kernel");
-    ctx.gemv_x = {out.data, out.rows, out.cols, out.row_stride};
+    gemv_input_written(ctx, out);
     return Status::ok();
   }
   switch (act) {

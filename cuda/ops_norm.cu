@@ -19,14 +19,13 @@
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
-#include "cuda/gemv.h"
+#include "cuda/gemv_quantize.cuh"
+#include "cuda/matmul.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
 namespace {
-
-constexpr int64_t kGemvQuantizeMaxRows = 8;  // the decode GEMV's tokens per pass (cuda/gemv.h)
 
 struct NormParams {
   const float* x = nullptr;
@@ -73,7 +72,7 @@ __device__ __forceinline__ float block_sum(float v) {
 // pass also adds h and stores the sum over x (add_rms_norm); the second pass then reads the sum
 // back, each thread only the elements it wrote itself, so no synchronisation is needed.
 // kQ8 (with kVec 4, seg_len % 32 == 0, one segment per row): the second pass also writes the
-// output as the GEMV's int8 activations, exactly as its quantize kernel would (cuda/gemv.cu): 8
+// output as the GEMV's int8 activations with its rounding (cuda/gemv_quantize.cuh): 8
 // consecutive threads hold one 32-value block, so its max and quant sum are three shuffles.
 template <int kVec, bool kAdd, bool kQ8 = false>
 __global__ void norm_kernel(NormParams p) {
@@ -121,20 +120,13 @@ __global__ void norm_kernel(NormParams p) {
         v.x *= w.x, v.y *= w.y, v.z *= w.z, v.w *= w.w;
       }
       if (on) reinterpret_cast<float4*>(y)[i] = v;
-      float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-      for (int off = 1; off < 8; off <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-      const float d = amax / 127.0f;
-      const float id = d != 0.0f ? 1.0f / d : 0.0f;
-      const int q0 = __float2int_rn(v.x * id), q1 = __float2int_rn(v.y * id), q2 = __float2int_rn(v.z * id),
-                q3 = __float2int_rn(v.w * id);
-      int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-      for (int off = 1; off < 8; off <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      const float vals[4] = {v.x, v.y, v.z, v.w};
+      int q[4];
+      const float2 block = quantize_q8_block<8, 4>(vals, q);
       if (on) {
         reinterpret_cast<char4*>(p.q8 + r * p.seg_len)[i] =
-            make_char4(int8_t(q0), int8_t(q1), int8_t(q2), int8_t(q3));
-        if ((threadIdx.x & 7) == 0) p.q8_ds[r * (p.seg_len / 32) + i / 8] = make_float2(d, d * float(sum));
+            make_char4(int8_t(q[0]), int8_t(q[1]), int8_t(q[2]), int8_t(q[3]));
+        if ((threadIdx.x & 7) == 0) p.q8_ds[r * (p.seg_len / 32) + i / 8] = block;
       }
     }
   } else if constexpr (kVec == 4) {
@@ -213,47 +205,42 @@ Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w
 
 }  // namespace
 
-Status rms_norm(Context& ctx, const Tensor& x, const Weight* w, float eps, Tensor out) {
-  ANVIL_RETURN_IF_ERROR(check_f32("rms_norm", "x", x));
-  ANVIL_RETURN_IF_ERROR(check_f32("rms_norm", "out", out));
-  ANVIL_RETURN_IF_ERROR(check_same_shape("rms_norm", "x", x, "out", out));
-  if (w) ANVIL_RETURN_IF_ERROR(check_vector_weight("rms_norm", *w, x.cols));
-  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "rms_norm: eps ", eps, " must be >= 0");
+// rms_norm's (and add_rms_norm's) arguments: F32 x and out of one shape, an optional F32 weight
+// of x.cols, eps >= 0, 4-byte aligned rows.
+Status check_rms_norm(const char* op, const Tensor& x, const Weight* w, float eps, const Tensor& out) {
+  ANVIL_RETURN_IF_ERROR(check_f32(op, "x", x));
+  ANVIL_RETURN_IF_ERROR(check_f32(op, "out", out));
+  ANVIL_RETURN_IF_ERROR(check_same_shape(op, "x", x, "out", out));
+  if (w) ANVIL_RETURN_IF_ERROR(check_vector_weight(op, *w, x.cols));
+  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, op, ": eps ", eps, " must be >= 0");
   if (x.cols == 0 || x.rows == 0) return Status::ok();
-  ANVIL_RETURN_IF_ERROR(check_float_aligned("rms_norm", "x", x));
-  ANVIL_RETURN_IF_ERROR(check_float_aligned("rms_norm", "out", out));
+  ANVIL_RETURN_IF_ERROR(check_float_aligned(op, "x", x));
+  return check_float_aligned(op, "out", out);
+}
+
+Status rms_norm(Context& ctx, const Tensor& x, const Weight* w, float eps, Tensor out) {
+  ANVIL_RETURN_IF_ERROR(check_rms_norm("rms_norm", x, w, eps, out));
+  if (x.cols == 0 || x.rows == 0) return Status::ok();
   const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
   return launch_norm(ctx, "rms_norm", x, weight, x.cols, double(x.cols), eps, out);
 }
 
 Status add_rms_norm(Context& ctx, Tensor x, const Tensor& h, const Weight* w, float eps, Tensor out) {
-  ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "x", x));
+  ANVIL_RETURN_IF_ERROR(check_rms_norm("add_rms_norm", x, w, eps, out));
   ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "h", h));
-  ANVIL_RETURN_IF_ERROR(check_f32("add_rms_norm", "out", out));
   ANVIL_RETURN_IF_ERROR(check_same_shape("add_rms_norm", "x", x, "h", h));
-  ANVIL_RETURN_IF_ERROR(check_same_shape("add_rms_norm", "x", x, "out", out));
-  if (w) ANVIL_RETURN_IF_ERROR(check_vector_weight("add_rms_norm", *w, x.cols));
-  if (!(eps >= 0.f)) return make_error(StatusCode::invalid_argument, "add_rms_norm: eps ", eps, " must be >= 0");
   if (x.cols == 0 || x.rows == 0) return Status::ok();
-  ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "x", x));
   ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "h", h));
-  ANVIL_RETURN_IF_ERROR(check_float_aligned("add_rms_norm", "out", out));
   // An element of x is written by the thread that reads it, and out may alias h the same way.
   const float* weight = w ? static_cast<const float*>(w->t.data) : nullptr;
   // At decode sizes the output is also quantized for the GEMVs that read it next (q/k/v or
-  // gate/up), which then skip their quantize launch (Context::reuse_quantized_x).
-  GemvActivations q8{};
-  const bool want_q8 =
-      ctx.reuse_quantized_x && ctx.quantize_in_producers && x.rows <= kGemvQuantizeMaxRows && x.cols % 32 == 0;
-  if (want_q8) {
-    auto scratch = ctx.scratch(ScratchSlot::gemv_activations, gemv_scratch_bytes(int(x.rows), x.cols));
-    if (!scratch) return scratch.status();
-    q8 = gemv_activation_layout(*scratch, int(x.rows), x.cols);
-  }
+  // gate/up), which then skip their quantize launch (cuda/matmul.h).
+  auto q8 = gemv_input_target(ctx, out.rows, out.cols);
+  if (!q8) return q8.status();
   bool quantized = false;
   ANVIL_RETURN_IF_ERROR(launch_norm(ctx, "add_rms_norm", x, weight, x.cols, double(x.cols), eps, out, &h,
-                                    want_q8 ? &q8 : nullptr, &quantized));
-  if (quantized) ctx.gemv_x = {out.data, out.rows, out.cols, out.row_stride};
+                                    q8->has_value() ? &**q8 : nullptr, &quantized));
+  if (quantized) gemv_input_written(ctx, out);
   return Status::ok();
 }
 
