@@ -50,6 +50,8 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -186,6 +188,7 @@ size_t decode_smem_floats(int n_groups, int hd) {
 // grid (rows, n_kv_heads * n_chunks, n_splits), kDecodeThreads threads. See the file comment.
 template <typename KvT, bool kVec, int HB>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __grid_constant__ DecodeArgs p) {
+  pdl_begin();  // cuda/pdl.cuh
   constexpr int VEC = kVec ? int(16 / sizeof(KvT)) : 1;
   constexpr int NSLOT = kLaneElems / VEC;   // loads per lane per row
   constexpr int KEYS = HB >= 8 ? 1 : 2;     // keys per group per iteration (register budget at HB 8)
@@ -371,6 +374,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
 
 // grid (rows, n_heads): merges a token's head over the splits (log-sum-exp weights).
 __global__ void __launch_bounds__(kCombineThreads) decode_combine_kernel(const __grid_constant__ DecodeArgs p) {
+  pdl_begin();  // cuda/pdl.cuh
   const AttnArgs& a = p.a;
   const int32_t row = int32_t(blockIdx.x), hq = int32_t(blockIdx.y);
   const int32_t t = p.token_offset + row;
@@ -915,8 +919,8 @@ void plan_splits(const Context& ctx, int64_t rows, int64_t kv_blocks_per_row, in
 
 template <typename KvT, bool kVec, int HB>
 Status launch_decode_split(Context& ctx, const DecodeArgs& d, dim3 grid, size_t smem) {
-  decode_split_kernel<KvT, kVec, HB><<<grid, kDecodeThreads, smem, ctx.stream>>>(d);
-  ANVIL_CUDA_CHECK_LAUNCH("decode_split_kernel");
+  ANVIL_RETURN_IF_ERROR(launch_pdl("decode_split_kernel", decode_split_kernel<KvT, kVec, HB>, grid,
+                                   dim3(kDecodeThreads), smem, ctx.stream, d));
   return Status::ok();
 }
 
@@ -984,8 +988,9 @@ Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_
     else ANVIL_RETURN_IF_ERROR((launch_decode_hb<float, false>(ctx, d, hb, grid, smem)));
   }
   if (d.n_splits > 1) {
-    decode_combine_kernel<<<dim3(unsigned(rows), unsigned(a.n_heads)), kCombineThreads, 0, ctx.stream>>>(d);
-    ANVIL_CUDA_CHECK_LAUNCH("decode_combine_kernel");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("decode_combine_kernel", decode_combine_kernel,
+                                     dim3(unsigned(rows), unsigned(a.n_heads)), dim3(kCombineThreads), 0, ctx.stream,
+                                     d));
   }
   return Status::ok();
 }

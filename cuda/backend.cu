@@ -189,11 +189,11 @@ class CudaBackend final : public Backend {
     // ANVIL_CUDA_FUSED=1 or 0 turns the fused matmul_group, add_rms_norm and qk_norm_rope_store on
     // or off (A/B measurement); unset, kFusedByDefault decides.
     if (const char* f = std::getenv("ANVIL_CUDA_FUSED"); f && *f) fused_ = std::string(f) != "0";
-    // ANVIL_CUDA_QUANTIZE_IN_PRODUCERS=1: add_rms_norm and glu also write the GEMV's int8 input
-    // (Context::quantize_in_producers). Off by default until it has run on a GPU (written in a
-    // session whose device time ran out).
+    // add_rms_norm and glu also write the GEMV's int8 input (Context::quantize_in_producers):
+    // qwen3-4b tg128 +4.5% on the H100 (bench/NOTES.md). ANVIL_CUDA_QUANTIZE_IN_PRODUCERS=0 turns
+    // it off (A/B measurement).
     const char* qp = std::getenv("ANVIL_CUDA_QUANTIZE_IN_PRODUCERS");
-    ctx_.quantize_in_producers = fused_ && qp && std::string(qp) == "1";
+    ctx_.quantize_in_producers = fused_ && !(qp && std::string(qp) == "0");
     ANVIL_CUBLAS_CHECK(cublasCreate(&ctx_.cublas));
     ANVIL_CUBLAS_CHECK(cublasSetStream(ctx_.cublas, ctx_.stream));
     // A fixed cuBLAS workspace: without one cuBLAS allocates inside graph capture.

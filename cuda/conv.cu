@@ -21,6 +21,8 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -58,6 +60,7 @@ __device__ __forceinline__ float history(const ConvParams& p, int32_t slot, bool
 }
 
 __global__ void __launch_bounds__(kConvThreads) conv_out_kernel(ConvParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   const int32_t t = int32_t(blockIdx.x);
   const int32_t c = int32_t(blockIdx.y) * kConvThreads + int32_t(threadIdx.x);
   if (c >= p.channels) return;
@@ -74,6 +77,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_out_kernel(ConvParams p) {
 }
 
 __global__ void __launch_bounds__(kConvThreads) conv_state_kernel(ConvParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   const int32_t s = int32_t(blockIdx.x);
   const int32_t c = int32_t(blockIdx.y) * kConvThreads + int32_t(threadIdx.x);
   if (c >= p.channels) return;
@@ -147,11 +151,13 @@ Status conv1d_silu(Context& ctx, const Tensor& x, const Weight& w, const Recurre
   p.context_lens = step.context_lens;
   p.state_slots = step.state_slots;
 
-  conv_out_kernel<<<dim3(unsigned(step.n_tokens), unsigned(channel_blocks)), kConvThreads, 0, ctx.stream>>>(p);
-  ANVIL_CUDA_CHECK_LAUNCH("conv_out_kernel");
+  ANVIL_RETURN_IF_ERROR(launch_pdl("conv_out_kernel", conv_out_kernel,
+                                   dim3(unsigned(step.n_tokens), unsigned(channel_blocks)), dim3(kConvThreads), 0,
+                                   ctx.stream, p));
   if (step.n_seqs > 0) {
-    conv_state_kernel<<<dim3(unsigned(step.n_seqs), unsigned(channel_blocks)), kConvThreads, 0, ctx.stream>>>(p);
-    ANVIL_CUDA_CHECK_LAUNCH("conv_state_kernel");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("conv_state_kernel", conv_state_kernel,
+                                     dim3(unsigned(step.n_seqs), unsigned(channel_blocks)), dim3(kConvThreads), 0,
+                                     ctx.stream, p));
   }
   return Status::ok();
 }

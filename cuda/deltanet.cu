@@ -54,6 +54,8 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -219,6 +221,7 @@ __device__ __forceinline__ void store_cols(float* row, int32_t b, int32_t d_v, c
 
 template <int R, bool kVec>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<R>) deltanet_recurrent_kernel(DeltaNetArgs p) {
+  pdl_begin();  // cuda/pdl.cuh
   __shared__ DeltaNetShared<R> sm;
   const int32_t s = int32_t(blockIdx.x) / p.n_tiles, tile = int32_t(blockIdx.x) % p.n_tiles;
   const int32_t h = int32_t(blockIdx.y);
@@ -336,11 +339,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<R>) deltanet_recurrent_ke
 template <int R>
 Status launch_rows(const DeltaNetArgs& a, bool vec, dim3 grid, cudaStream_t stream) {
   if (vec) {
-    deltanet_recurrent_kernel<R, true><<<grid, kThreads, 0, stream>>>(a);
-    ANVIL_CUDA_CHECK_LAUNCH("deltanet_recurrent_kernel");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("deltanet_recurrent_kernel", deltanet_recurrent_kernel<R, true>, grid,
+                                     dim3(kThreads), 0, stream, a));
   } else {
-    deltanet_recurrent_kernel<R, false><<<grid, kThreads, 0, stream>>>(a);
-    ANVIL_CUDA_CHECK_LAUNCH("deltanet_recurrent_kernel");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("deltanet_recurrent_kernel", deltanet_recurrent_kernel<R, false>, grid,
+                                     dim3(kThreads), 0, stream, a));
   }
   return Status::ok();
 }

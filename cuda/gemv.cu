@@ -4,6 +4,8 @@
 #include "cuda/gemv.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "cuda/check.h"
 #include "cuda/gemv_kernel.cuh"
@@ -20,6 +22,7 @@ constexpr int kActBlock = 32;  // values per activation scale
 // One warp per 32 activations (cuda/gemv_quantize.cuh has the rounding).
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride, int64_t in, int64_t total_blocks,
                                    int8_t* __restrict__ q, float2* __restrict__ ds) {
+  pdl_begin();
   const int64_t blk = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (blk >= total_blocks) return;
   const int lane = threadIdx.x & 31;
@@ -30,6 +33,15 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride
   const float2 block = quantize_q8_block<32, 1>(v, qi);
   q[t * in + j * kActBlock + lane] = static_cast<int8_t>(qi[0]);
   if (lane == 0) ds[t * per_token + j] = block;
+}
+
+// ANVIL_CUDA_GEMV_PREFETCH=0 turns the L2 prefetch of gemv_kernel off (A/B measurement).
+bool gemv_prefetch_l2() {
+  static const bool on = [] {
+    const char* v = std::getenv("ANVIL_CUDA_GEMV_PREFETCH");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
 }
 
 size_t align16(size_t v) { return (v + 15) & ~size_t(15); }
@@ -110,10 +122,8 @@ Status launch_gemv_quantize_activations(const GemvParams& p, cudaStream_t stream
   const int64_t total_blocks = int64_t(p.n) * (p.in / kActBlock);
   const int warps_per_cta = 8;
   const int64_t ctas = (total_blocks + warps_per_cta - 1) / warps_per_cta;
-  quantize_q8_kernel<<<dim3(unsigned(ctas)), dim3(32 * warps_per_cta), 0, stream>>>(
-      p.x, p.x_stride, p.in, total_blocks, const_cast<int8_t*>(act.q), const_cast<float2*>(act.ds));
-  ANVIL_CUDA_CHECK_LAUNCH("quantize_q8_kernel");
-  return Status::ok();
+  return launch_pdl("quantize_q8_kernel", quantize_q8_kernel, dim3(unsigned(ctas)), dim3(32 * warps_per_cta), 0, stream,
+                    p.x, p.x_stride, p.in, total_blocks, const_cast<int8_t*>(act.q), const_cast<float2*>(act.ds));
 }
 
 Status launch_gemv_prequantized_group(std::span<const GemvParams> ps, cudaStream_t stream) {
@@ -148,6 +158,7 @@ Status launch_gemv_prequantized_group(std::span<const GemvParams> ps, cudaStream
       g.y_stride = ps[i].y_stride;
     }
     a.blocks_per_row = int(p0.in / info.block_values);
+    a.prefetch_l2 = gemv_prefetch_l2();
     a.act = {act.q + int64_t(t0) * p0.in, act.ds + int64_t(t0) * (p0.in / kActBlock), p0.in};
     switch (p0.weight_type) {
       case DType::Q4_K: ANVIL_RETURN_IF_ERROR(gemv_detail::launch_q4k(a, nt, rows_per_warp, stream)); break;

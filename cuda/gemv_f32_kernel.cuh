@@ -28,6 +28,8 @@
 
 #include "core/status.h"
 #include "cuda/check.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda::gemv_f32_detail {
 
@@ -77,6 +79,7 @@ template <class Slot, int N, int R>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_f32_kernel(const KernelArgs a) {
   const int lane = threadIdx.x & 31;
   const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * R;
+  pdl_begin();  // cuda/pdl.cuh
   if (row0 >= a.out) return;
 
   // Rows past the end (out not a multiple of R) re-read the last row and are never stored.
@@ -152,9 +155,8 @@ template <class Slot, int N, int R>
 Status launch_rows(const KernelArgs& a, cudaStream_t stream) {
   const int64_t warps = (a.out + R - 1) / R;
   const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  gemv_f32_kernel<Slot, N, R><<<dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0, stream>>>(a);
-  ANVIL_CUDA_CHECK_LAUNCH("gemv_f32_kernel");
-  return Status::ok();
+  return launch_pdl("gemv_f32_kernel", gemv_f32_kernel<Slot, N, R>, dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock),
+                    0, stream, a);
 }
 
 template <class Slot, int N>

@@ -18,6 +18,8 @@
 
 #include "core/status.h"
 #include "cuda/check.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda::gemv_detail {
 
@@ -48,15 +50,27 @@ struct KernelArgs {
   Segment seg[kMaxSegments];
   int blocks_per_row;
   ActQ8 act;
+  bool prefetch_l2;  // also fetch the rows past the first round into L2 before pdl_wait
 };
 
 constexpr int kWarpsPerBlock = 4;
 
-// One warp per R rows; no persistence or cross-round prefetch: a persistent-grid version that
-// loaded the next round's weights before computing the current one measured 3-4% slower at
-// n = 1 (bench/NOTES.md), so the simple form stays.
+// Slices a lane has in flight per round: U rounds of 32 slices are loaded before any is used,
+// so a warp keeps U * R slices of weights in flight whatever R is. With one slice per round
+// (before), a 2560-row down projection (R = 1, 9.5 rounds per lane) had ~20 KB in flight per
+// SM, too little to cover the memory latency at full bandwidth (34% of the copy rate measured).
+template <int R>
+constexpr int kRoundSlices = R >= 4 ? 1 : 4 / R;
+
+// One warp per R rows; no persistence: a persistent-grid version that loaded the next round's
+// weights before computing the current one measured 3-4% slower at n = 1 (bench/NOTES.md).
+//
+// Under programmatic dependent launch (cuda/pdl.h) the weights, which no kernel writes, are
+// fetched before pdl_wait: the warp's first round of slices into registers and (prefetch_l2) the
+// rest of its rows into L2, while the kernel that produces the activations is still finishing.
 template <class Slot, int N, int R>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelArgs a) {
+  constexpr int U = kRoundSlices<R>;
   const int lane = threadIdx.x & 31;
   const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   // Static indices only (selects, no local-memory copy of the parameters).
@@ -65,12 +79,39 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelA
   for (int i = 1; i < kMaxSegments; ++i)
     if (i < a.n_segs && warp >= a.seg[i].first_warp) g = a.seg[i];
   const int64_t row0 = (warp - g.first_warp) * R;
-  if (row0 >= g.out) return;  // the last block's spare warps
+  if (row0 >= g.out) {  // the last block's spare warps
+    pdl_wait();
+    return;
+  }
 
   // Rows past the end (out not a multiple of R) re-read the last row and are never stored.
   const uint8_t* rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rows[r] = g.weight + min(row0 + r, g.out - 1) * g.row_stride;
+
+  const int slices = a.blocks_per_row * Slot::kSlots;
+  typename Slot::Raw raw[U][R];
+  // One round: slices s0, s0 + 32, .., s0 + 32 (U - 1) of every row (those past the row skipped).
+  const auto load_round = [&](int s0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int s = s0 + 32 * u;
+      if (s < slices) {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+          raw[u][r] = Slot::load(rows[r] + int64_t(s / Slot::kSlots) * Slot::kBytes, s % Slot::kSlots);
+      }
+    }
+  };
+  load_round(lane);
+  if (a.prefetch_l2) {
+    const int64_t row_bytes = int64_t(a.blocks_per_row) * Slot::kBytes;
+    const int64_t first_round = int64_t(U) * (32 / Slot::kSlots) * Slot::kBytes;  // bytes load_round covered
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      for (int64_t off = first_round + 128 * lane; off < row_bytes; off += 32 * 128) prefetch_l2(rows[r] + off);
+  }
+  pdl_wait();
 
   float acc[R][N];
 #pragma unroll
@@ -78,22 +119,27 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelA
 #pragma unroll
     for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
 
-  const int slices = a.blocks_per_row * Slot::kSlots;
-  for (int s = lane; s < slices; s += 32) {
-    const int b = s / Slot::kSlots, part = s % Slot::kSlots;
-    typename Slot::Raw raw[R];
+  for (int s0 = lane; s0 < slices; s0 += 32 * U) {
+    if (s0 != lane) load_round(s0);
 #pragma unroll
-    for (int r = 0; r < R; ++r) raw[r] = Slot::load(rows[r] + int64_t(b) * Slot::kBytes, part);
-    typename Slot::Weights w[R];
+    for (int u = 0; u < U; ++u) {
+      const int s = s0 + 32 * u;
+      if (s >= slices) break;
+      const int b = s / Slot::kSlots, part = s % Slot::kSlots;
+      typename Slot::Weights w[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) w[r] = Slot::decode(raw[r], part);
+      for (int r = 0; r < R; ++r) w[r] = Slot::decode(raw[u][r], part);
 #pragma unroll
-    for (int t = 0; t < N; ++t) {
-      const typename Slot::Acts x = Slot::load_acts(a.act, t, b, part);
+      for (int t = 0; t < N; ++t) {
+        const typename Slot::Acts x = Slot::load_acts(a.act, t, b, part);
 #pragma unroll
-      for (int r = 0; r < R; ++r) acc[r][t] += Slot::dot(w[r], x);
+        for (int r = 0; r < R; ++r) acc[r][t] += Slot::dot(w[r], x);
+      }
     }
   }
+  // The next kernel may be scheduled once every warp has issued its last weight load (earlier,
+  // its blocks would take SM slots, and its prefetches bandwidth, from this one's main loop).
+  pdl_allow_dependents();
 
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -115,9 +161,8 @@ Status launch_rows(KernelArgs a, cudaStream_t stream) {
     warps += (a.seg[i].out + R - 1) / R;
   }
   const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  gemv_kernel<Slot, N, R><<<dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0, stream>>>(a);
-  ANVIL_CUDA_CHECK_LAUNCH("gemv_kernel");
-  return Status::ok();
+  return launch_pdl("gemv_kernel", gemv_kernel<Slot, N, R>, dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0,
+                    stream, a);
 }
 
 template <class Slot, int N>

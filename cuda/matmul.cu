@@ -7,7 +7,6 @@
 // n = n, k = in, A = W (lda = W's row stride), B = x (ldb = x's), C = y (ldc = y's)). A tile of
 // output rows [o0, o0 + r) is then m = r, A = those W rows, C = y + o0.
 #include "cuda/matmul.h"
-#include "cuda/gemm.h"
 
 #include <cuda_fp16.h>
 
@@ -20,9 +19,12 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/dequant.h"
+#include "cuda/gemm.h"
 #include "cuda/gemv.h"
 #include "cuda/gemv_f32.h"
 #include "cuda/matmul_tuning.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -60,6 +62,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     add_bias_kernel(float* __restrict__ y, int64_t y_stride, int64_t out, int64_t total,
                     const float* __restrict__ bias) {
+  pdl_begin();  // cuda/pdl.cuh
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= total) return;
   const int64_t t = i / out, o = i % out;
@@ -80,9 +83,9 @@ Status convert_rows_to_f16(Context& ctx, const Tensor& x, int64_t first_row, int
 Status add_bias(Context& ctx, const Weight& bias, Tensor y) {
   const int64_t total = y.rows * y.cols;
   if (total == 0) return Status::ok();
-  add_bias_kernel<<<blocks_for(total), kThreads, 0, ctx.stream>>>(
-      static_cast<float*>(y.data), ld_elements(y, 4), y.cols, total, static_cast<const float*>(bias.t.data));
-  ANVIL_CUDA_CHECK_LAUNCH("add_bias_kernel");
+  ANVIL_RETURN_IF_ERROR(launch_pdl("add_bias_kernel", add_bias_kernel, dim3(blocks_for(total)), dim3(kThreads), 0,
+                                   ctx.stream, static_cast<float*>(y.data), ld_elements(y, 4), y.cols, total,
+                                   static_cast<const float*>(bias.t.data)));
   return Status::ok();
 }
 

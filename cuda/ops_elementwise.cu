@@ -27,6 +27,8 @@
 #include "cuda/matmul.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -66,6 +68,7 @@ __device__ __forceinline__ float apply(float a, float b, float s) {
 // cols % 32 == 0; q / ds in cuda/gemv.h's activation layout for rows x cols.
 template <EltOp kOp>
 __global__ void glu_q8_kernel(EltParams p, int8_t* __restrict__ q, float2* __restrict__ ds) {
+  pdl_begin();  // cuda/pdl.cuh
   const int64_t per_row = p.cols / 32;
   const int64_t blk = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (blk >= p.rows * per_row) return;  // whole warps only
@@ -81,6 +84,7 @@ __global__ void glu_q8_kernel(EltParams p, int8_t* __restrict__ q, float2* __res
 
 template <EltOp kOp, int kVec>
 __global__ void elementwise_kernel(EltParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   constexpr bool kHasB = kOp != EltOp::scale;
   const int64_t n_vec = (p.cols + kVec - 1) / kVec;
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
@@ -144,12 +148,11 @@ Status launch_elementwise(Context& ctx, const char* op, const Tensor& a, const T
   dim3 grid, block;
   if (vec) {
     grid_2d(ctx, p.rows, (p.cols + 3) / 4, grid, block);
-    elementwise_kernel<kOp, 4><<<grid, block, 0, ctx.stream>>>(p);
+    ANVIL_RETURN_IF_ERROR(launch_pdl("elementwise_kernel", elementwise_kernel<kOp, 4>, grid, block, 0, ctx.stream, p));
   } else {
     grid_2d(ctx, p.rows, p.cols, grid, block);
-    elementwise_kernel<kOp, 1><<<grid, block, 0, ctx.stream>>>(p);
+    ANVIL_RETURN_IF_ERROR(launch_pdl("elementwise_kernel", elementwise_kernel<kOp, 1>, grid, block, 0, ctx.stream, p));
   }
-  ANVIL_CUDA_CHECK_LAUNCH("elementwise_kernel");
   return Status::ok();
 }
 
@@ -166,6 +169,7 @@ struct GatherParams {
 
 template <int kVec>
 __global__ void gather_rows_kernel(GatherParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   const int64_t n_vec = (p.cols + kVec - 1) / kVec;
   for (int64_t i = blockIdx.y; i < p.n_rows; i += gridDim.y) {
     const int32_t r = p.rows[i];
@@ -207,6 +211,7 @@ struct GatesParams {
 };
 
 __global__ void deltanet_gates_kernel(GatesParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
     for (int64_t h = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; h < p.cols; h += int64_t(gridDim.x) * blockDim.x) {
       // Both inputs are read before either output is written: g / beta may alias alpha / b.
@@ -271,16 +276,20 @@ Status glu(Context& ctx, const Tensor& gate, const Tensor& up, Activation act, T
     const int warps_per_cta = 8;
     const unsigned ctas = unsigned((out.rows * out.cols / 32 + warps_per_cta - 1) / warps_per_cta);
     switch (act) {
-      case Activation::silu: glu_q8_kernel<EltOp::silu><<<ctas, 32 * warps_per_cta, 0, ctx.stream>>>(p, q8.q, q8.ds); break;
+      case Activation::silu:
+        ANVIL_RETURN_IF_ERROR(launch_pdl("glu_q8_kernel", glu_q8_kernel<EltOp::silu>, dim3(ctas),
+                                         dim3(32 * warps_per_cta), 0, ctx.stream, p, q8.q, q8.ds));
+        break;
       case Activation::gelu_tanh:
-        glu_q8_kernel<EltOp::gelu_tanh><<<ctas, 32 * warps_per_cta, 0, ctx.stream>>>(p, q8.q, q8.ds);
+        ANVIL_RETURN_IF_ERROR(launch_pdl("glu_q8_kernel", glu_q8_kernel<EltOp::gelu_tanh>, dim3(ctas),
+                                         dim3(32 * warps_per_cta), 0, ctx.stream, p, q8.q, q8.ds));
         break;
       case Activation::sigmoid:
-        glu_q8_kernel<EltOp::sigmoid><<<ctas, 32 * warps_per_cta, 0, ctx.stream>>>(p, q8.q, q8.ds);
+        ANVIL_RETURN_IF_ERROR(launch_pdl("glu_q8_kernel", glu_q8_kernel<EltOp::sigmoid>, dim3(ctas),
+                                         dim3(32 * warps_per_cta), 0, ctx.stream, p, q8.q, q8.ds));
         break;
       default: return make_error(StatusCode::invalid_argument, "glu: unknown activation ", int(act));
     }
-    ANVIL_CUDA_CHECK_LAUNCH("glu_q8_kernel");
     gemv_input_written(ctx, out);
     return Status::ok();
   }
@@ -336,12 +345,11 @@ Status gather_logit_rows(Context& ctx, const Tensor& x, const DeviceStep& step, 
   dim3 grid, block;
   if (vec) {
     grid_2d(ctx, p.n_rows, (p.cols + 3) / 4, grid, block);
-    gather_rows_kernel<4><<<grid, block, 0, ctx.stream>>>(p);
+    ANVIL_RETURN_IF_ERROR(launch_pdl("gather_rows_kernel", gather_rows_kernel<4>, grid, block, 0, ctx.stream, p));
   } else {
     grid_2d(ctx, p.n_rows, p.cols, grid, block);
-    gather_rows_kernel<1><<<grid, block, 0, ctx.stream>>>(p);
+    ANVIL_RETURN_IF_ERROR(launch_pdl("gather_rows_kernel", gather_rows_kernel<1>, grid, block, 0, ctx.stream, p));
   }
-  ANVIL_CUDA_CHECK_LAUNCH("gather_rows_kernel");
   return Status::ok();
 }
 
@@ -374,8 +382,7 @@ Status deltanet_gates(Context& ctx, const Tensor& alpha, const Tensor& b, const 
   p.cols = alpha.cols;
   dim3 grid, block;
   grid_2d(ctx, p.rows, p.cols, grid, block);
-  deltanet_gates_kernel<<<grid, block, 0, ctx.stream>>>(p);
-  ANVIL_CUDA_CHECK_LAUNCH("deltanet_gates_kernel");
+  ANVIL_RETURN_IF_ERROR(launch_pdl("deltanet_gates_kernel", deltanet_gates_kernel, grid, block, 0, ctx.stream, p));
   return Status::ok();
 }
 

@@ -16,6 +16,8 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -42,6 +44,7 @@ __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2hal
 // grid (n_tokens, 2): y = 0 stores K, y = 1 stores V.
 template <typename T>
 __global__ void kv_store_kernel(KvStoreParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   const int64_t t = blockIdx.x;
   const int32_t slot = p.kv_slots[t];
   if (slot < 0 || slot >= p.kv_rows) return;
@@ -105,11 +108,10 @@ Status kv_store(Context& ctx, const KvLayer& kv, const Tensor& k, const Tensor& 
   const int threads = k.cols >= 256 ? 256 : (k.cols >= 128 ? 128 : 64);
   const dim3 grid(unsigned(step.n_tokens), 2);
   if (kv.k.type == DType::F32) {
-    kv_store_kernel<float><<<grid, threads, 0, ctx.stream>>>(p);
-    ANVIL_CUDA_CHECK_LAUNCH("kv_store_kernel<f32>");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("kv_store_kernel", kv_store_kernel<float>, grid, dim3(threads), 0, ctx.stream, p));
   } else {
-    kv_store_kernel<__half><<<grid, threads, 0, ctx.stream>>>(p);
-    ANVIL_CUDA_CHECK_LAUNCH("kv_store_kernel<f16>");
+    ANVIL_RETURN_IF_ERROR(
+        launch_pdl("kv_store_kernel", kv_store_kernel<__half>, grid, dim3(threads), 0, ctx.stream, p));
   }
   return Status::ok();
 }

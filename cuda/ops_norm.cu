@@ -23,6 +23,8 @@
 #include "cuda/matmul.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 namespace {
@@ -76,6 +78,7 @@ __device__ __forceinline__ float block_sum(float v) {
 // consecutive threads hold one 32-value block, so its max and quant sum are three shuffles.
 template <int kVec, bool kAdd, bool kQ8 = false>
 __global__ void norm_kernel(NormParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   const int64_t seg = blockIdx.x;
   const int64_t r = seg / p.segs_per_row, h = seg % p.segs_per_row;
   const float* x = p.x + r * p.x_stride + h * p.seg_len;
@@ -182,25 +185,17 @@ Status launch_norm(Context& ctx, const char* op, const Tensor& x, const float* w
   const int threads = int(std::min<int64_t>(1024, std::max<int64_t>(32, (per_thread + 31) / 32 * 32)));
   const bool q8_out = q8 && vec && seg_len % 32 == 0 && segs_per_row == 1;
   if (quantized) *quantized = q8_out;
+  void (*kernel)(NormParams) = nullptr;
   if (q8_out) {
     p.q8 = q8->q;
     p.q8_ds = q8->ds;
-    if (add)
-      norm_kernel<4, true, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
-    else
-      norm_kernel<4, false, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+    kernel = add ? norm_kernel<4, true, true> : norm_kernel<4, false, true>;
   } else if (add) {
-    if (vec)
-      norm_kernel<4, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
-    else
-      norm_kernel<1, true><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
-  } else if (vec) {
-    norm_kernel<4, false><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+    kernel = vec ? norm_kernel<4, true> : norm_kernel<1, true>;
   } else {
-    norm_kernel<1, false><<<unsigned(n_segs), threads, 0, ctx.stream>>>(p);
+    kernel = vec ? norm_kernel<4, false> : norm_kernel<1, false>;
   }
-  ANVIL_CUDA_CHECK_LAUNCH("norm_kernel");
-  return Status::ok();
+  return launch_pdl("norm_kernel", kernel, dim3(unsigned(n_segs)), dim3(unsigned(threads)), 0, ctx.stream, p);
 }
 
 }  // namespace

@@ -29,6 +29,8 @@
 #include "cuda/check.h"
 #include "cuda/op_util.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 #include "cuda/rope_angles.cuh"
 
 namespace anvil::cuda {
@@ -77,6 +79,7 @@ __device__ __forceinline__ KvT to_kv(float x) {
 // grid (min(n_tokens, 65535), ceil((n_q + 2 n_kv) / kQkWarps)), kQkWarps * 32 threads.
 template <typename KvT>
 __global__ void __launch_bounds__(kQkWarps * 32) qk_norm_rope_store_kernel(const __grid_constant__ QkRopeParams p) {
+  pdl_begin();  // cuda/pdl.cuh
   extern __shared__ float smem[];
   const RopeAngles& r = p.r;
   const int32_t hd = p.head_dim;
@@ -216,11 +219,11 @@ Status qk_norm_rope_store(Context& ctx, const Tensor& q_src, Tensor q, Tensor k,
     return make_error(StatusCode::unsupported, op, ": ", units, " heads per token or ", smem,
                       " bytes of shared memory exceed the fused kernel's launch");
   if (kv.k.type == DType::F32) {
-    qk_norm_rope_store_kernel<float><<<grid, kQkWarps * 32, smem, ctx.stream>>>(k_p);
-    ANVIL_CUDA_CHECK_LAUNCH("qk_norm_rope_store_kernel<f32>");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("qk_norm_rope_store_kernel", qk_norm_rope_store_kernel<float>, grid,
+                                     dim3(kQkWarps * 32), smem, ctx.stream, k_p));
   } else {
-    qk_norm_rope_store_kernel<__half><<<grid, kQkWarps * 32, smem, ctx.stream>>>(k_p);
-    ANVIL_CUDA_CHECK_LAUNCH("qk_norm_rope_store_kernel<f16>");
+    ANVIL_RETURN_IF_ERROR(launch_pdl("qk_norm_rope_store_kernel", qk_norm_rope_store_kernel<__half>, grid,
+                                     dim3(kQkWarps * 32), smem, ctx.stream, k_p));
   }
   return Status::ok();
 }

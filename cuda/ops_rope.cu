@@ -23,6 +23,8 @@
 #include "core/op_checks.h"
 #include "cuda/check.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 #include "cuda/rope_angles.cuh"
 
 namespace anvil::cuda {
@@ -40,6 +42,7 @@ struct RopeKernelParams {
 
 __global__ void rope_kernel(const __grid_constant__ RopeKernelParams p) {
   extern __shared__ float table[];  // cos [half], then sin [half]
+  pdl_begin();                      // cuda/pdl.cuh
   const RopeAngles& r = p.r;
   float* cos_t = table;
   float* sin_t = table + r.half;
@@ -89,8 +92,8 @@ Status rope(Context& ctx, Tensor x, const RopeParams& p, const DeviceStep& step)
   const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (pairs + 31) / 32 * 32)));
   const unsigned blocks = unsigned(std::min<int64_t>(step.n_tokens, 65535));
   const size_t table_bytes = 2 * size_t(k.r.half) * sizeof(float);
-  rope_kernel<<<blocks, threads, table_bytes, ctx.stream>>>(k);
-  ANVIL_CUDA_CHECK_LAUNCH("rope_kernel");
+  ANVIL_RETURN_IF_ERROR(
+      launch_pdl("rope_kernel", rope_kernel, dim3(blocks), dim3(threads), table_bytes, ctx.stream, k));
   return Status::ok();
 }
 

@@ -81,10 +81,18 @@ TEST(CudaFused, AddRmsNormOnStridedViewsAndBadShapes) {
 // `out` was just written by a backend op that also quantizes it for the GEMV: the backend's
 // matmul on it must equal, bit for bit, a GEMV that quantizes for itself (its own context), and
 // must use the op's quantization, which is proven by changing out's memory behind the backend's
-// back first (only a reused quantization still gives the GEMV of the op's values).
+// back first (only a reused quantization still gives the GEMV of the op's values). The outputs
+// are allocated before the op runs: an allocation makes the backend forget its quantized copy (a
+// new buffer may reuse a cached address).
+struct GemvOutputs {
+  Twin own, backend;
+};
+GemvOutputs gemv_outputs(TwinBackends& be, int64_t rows, const TwinWeight& w) {
+  return {be.poisoned(rows, w.gpu.t.rows), be.poisoned(rows, w.gpu.t.rows)};
+}
 void expect_gemv_reuses(TwinBackends& be, test_cuda::OwnContext& own, const TwinWeight& w, const Twin& out,
-                        const std::string& what) {
-  Twin y_own = be.poisoned(out.gpu.rows, w.gpu.t.rows), y_backend = be.poisoned(out.gpu.rows, w.gpu.t.rows);
+                        const GemvOutputs& ys, const std::string& what) {
+  const Twin &y_own = ys.own, &y_backend = ys.backend;
   ASSERT_OK(cuda::matmul_with(own.ctx, "gemv_int8", w.gpu, out.gpu, y_own.gpu, nullptr));
   own.sync();
   const std::vector<float> junk(size_t(out.gpu.rows * out.gpu.cols), 3.0f);
@@ -124,8 +132,9 @@ TEST(CudaFused, AddRmsNormHandsTheGemvItsQuantizedOutput) {
       TwinWeight nw = be.weight_f32("norm", 1, c.cols, random_values(rng, size_t(c.cols), 0.5f, 1.5f));
       Twin x = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
       Twin h = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+      const GemvOutputs ys = gemv_outputs(be, rows, w);
       ASSERT_OK(be.gpu->add_rms_norm(x.gpu, h.gpu, &nw.gpu, 1e-6f, h.gpu));
-      expect_gemv_reuses(be, own, w, h, std::string("add_rms_norm ") + std::string(dtype_name(c.type)) + " " +
+      expect_gemv_reuses(be, own, w, h, ys, std::string("add_rms_norm ") + std::string(dtype_name(c.type)) + " " +
                                             std::to_string(rows) + "x" + std::to_string(c.cols));
     }
 }
@@ -146,10 +155,11 @@ TEST(CudaFused, GluHandsTheGemvItsQuantizedOutput) {
         TwinWeight w = quantized_weight(be, rng, c.type, 48, c.cols);
         Twin gate = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
         Twin up = be.tensor(rows, c.cols, random_values(rng, size_t(rows * c.cols)));
+        const GemvOutputs ys = gemv_outputs(be, rows, w);
         ASSERT_OK(be.cpu->glu(gate.cpu, up.cpu, act, gate.cpu));  // in place, as the models run it
         ASSERT_OK(be.gpu->glu(gate.gpu, up.gpu, act, gate.gpu));
         EXPECT_LE(be.rel_error(gate), kTol) << what;
-        expect_gemv_reuses(be, own, w, gate, what);
+        expect_gemv_reuses(be, own, w, gate, ys, what);
       }
 }
 
