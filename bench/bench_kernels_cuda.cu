@@ -17,8 +17,10 @@
 //                 the first weight copy is compared with cublas_f16's (the note's "err").
 //   attention     F16 paged KV, decode at context 512 / 4096 / 16384 for 1 and 8 sequences, and a
 //                 prefill chunk of 512 tokens at n_past 0 and 4096; Qwen3-4B and Qwen3.5-4B heads.
-//   deltanet      Qwen3.5-4B gated_deltanet, decode (1 and 8 sequences) and a 512-token prefill
-//                 chunk, for each DeltaNetParams::mode (the one choice the interface offers).
+//   deltanet      Qwen3.5-4B gated_deltanet, decode (1 and 8 sequences) and 64-, 128- and
+//                 512-token prefill chunks, for each DeltaNetParams::mode (the one choice the
+//                 interface offers; recurrent vs chunked at 64 and 128 tokens sets automatic's
+//                 threshold, cuda/deltanet.cu).
 //   conv1d_silu   Qwen3.5-4B's 8192 channels, kernel 4: decode 1 / 8, prefill 512.
 //   rms_norm      [n, 2560], n = 1, 8, 32, 512.
 //   rope          NEOX on Qwen3-4B q (32 x 128) and Qwen3.5-4B q (16 x 256, 64 rotary dims).
@@ -976,6 +978,8 @@ void bench_deltanet(Bench& c, Backend& be) {
   const std::string base = "Qwen3.5-4B 16k/32v x128";
   std::vector<Size> sizes = {{base + " decode B=1 @ n_past 4096", {SeqSpec{1, 4096}}},
                              {base + " decode B=8 @ n_past 4096", std::vector<SeqSpec>(8, SeqSpec{1, 4096})},
+                             {base + " prefill 64 @ n_past 512", {SeqSpec{64, 512}}},
+                             {base + " prefill 128 @ n_past 512", {SeqSpec{128, 512}}},
                              {base + " prefill 512 @ n_past 512", {SeqSpec{512, 512}}}};
   const std::pair<DeltaNetMode, const char*> modes[] = {{DeltaNetMode::automatic, "mode=automatic"},
                                                         {DeltaNetMode::recurrent, "mode=recurrent"},

@@ -140,7 +140,8 @@ struct RecurrentLayer {
 };
 
 enum class DeltaNetMode {
-  automatic,  // chunked for a sequence with more than one token in the step, else recurrent
+  automatic,  // per sequence, the form the backend runs faster for its token count (CPU: chunked
+              // for more than one token; CUDA: chunked above a threshold, cuda/deltanet.cu)
   chunked,    // always the chunked (WY / UT transform) form, chunks of DeltaNetParams::chunk
   recurrent,  // always token by token
 };

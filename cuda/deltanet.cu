@@ -5,14 +5,20 @@
 //   S_h <- e^{g_t} S_h;  d = beta_t (v_t - S_h^T k_t);  S_h <- S_h + k_t d^T;  o_t = S_h^T (q_scale q_t)
 // with S_h [d_k, d_v] the state of value head h, which reads q/k head h % n_k_heads.
 //
-// Kernel per DeltaNetParams::mode: all three (automatic, chunked, recurrent) run
-// deltanet_recurrent_kernel below, which gives the CPU's results for each to f32 rounding (the
-// contract promises the forms agree to rounding; the tests hold every mode to 1e-5). It keeps the
-// state on chip across all of a sequence's tokens in the step, so a prefill chunk reads and
-// writes it once, as a chunked kernel would; what it does not have is parallelism across tokens.
-// Planned second kernel: chunked WY/UT (chunk 64) on tensor cores for long prefills, to take
-// `chunked` and `automatic` with n > 1 once a GPU run shows it faster than this one. It needs
-// split-TF32 (3xTF32) or f32 math to stay within 1e-5 (plain TF32 MMA is ~1e-3).
+// Kernel per DeltaNetParams::mode, per sequence (the forms agree to rounding, as the contract
+// promises; the tests hold every mode to 1e-5 of the CPU's double):
+//   recurrent  deltanet_recurrent_kernel below, token by token.
+//   chunked    the chunked WY/UT kernels (cuda/deltanet_chunked.cu), f32 throughout; `unsupported`
+//              where they cannot run (d_k or d_v > 128, chunk > 64, < 157 KiB of shared memory).
+//              At decode (every sequence one token) their grids are n_seqs x shapes.
+//   automatic  chunked for sequences with more than kAutomaticChunkedAbove tokens (where the
+//              chunked kernels run), recurrent for the others, both in one step if it mixes them.
+//              A decode step (every sequence one token, captured as a CUDA graph) is therefore
+//              all recurrent, launched exactly as before: shapes only (cuda/ops.h's rule).
+// The recurrent kernel keeps the state on chip across all of a sequence's tokens in the step, so
+// a prefill chunk reads and writes it once; what it lacks is parallelism across tokens, which is
+// what the chunked form adds (bench/NOTES.md: 373 us for a 512-token prefill of one Qwen3.5-4B
+// layer, 0.73 us a token).
 // CUDA-only limit: d_k <= 256 (the rows a thread keeps in registers); wider is `unsupported`.
 //
 // Decode cost (Qwen3.5-4B: 16 k heads, 32 v heads, d_k = d_v = 128, F32 state), per token per
@@ -49,10 +55,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "core/op_checks.h"
 #include "cuda/check.h"
+#include "cuda/deltanet_chunked.h"
 #include "cuda/ops.h"
 #include "cuda/pdl.cuh"
 #include "cuda/pdl.h"
@@ -65,6 +73,10 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kTileV = 32;                  // state columns per block
 constexpr int kRowGroups = kThreads / (kTileV / 4);  // 32: (warp, lane >> 3)
 constexpr int kMaxRows = 8;                 // R: d_k <= 32 * 8 = 256
+// automatic: sequences with more tokens than this take the chunked kernels. A starting point, not
+// a measurement: set it from bench-kernels' deltanet rows (mode=recurrent vs mode=chunked at
+// prefill 64 / 128 / 512) once run on a GPU. It must stay >= 1 so decode stays recurrent.
+constexpr int32_t kAutomaticChunkedAbove = 64;
 
 static_assert(kRowGroups == 32, "the row-group layout assumes 8 column groups of 4 per warp");
 
@@ -88,6 +100,7 @@ struct DeltaNetArgs {
   size_t q_stride, k_stride, v_stride, g_stride, beta_stride, out_stride, ssm_stride;
   int32_t n_k_heads, n_v_heads, d_k, d_v;
   int32_t n_tiles;  // column tiles per head: ceil(d_v / kTileV)
+  int32_t max_tokens;  // sequences with more tokens are the chunked kernels' (not touched here)
   float q_scale;
   const int32_t* seq_first_token;  // the step's device arrays
   const int32_t* seq_n_tokens;
@@ -226,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<R>) deltanet_recurrent_ke
   const int32_t s = int32_t(blockIdx.x) / p.n_tiles, tile = int32_t(blockIdx.x) % p.n_tiles;
   const int32_t h = int32_t(blockIdx.y);
   const int32_t n = p.seq_n_tokens[s];
-  if (n <= 0) return;  // the whole block leaves: no barrier is skipped by part of it
+  if (n <= 0 || n > p.max_tokens) return;  // the whole block leaves: no barrier is skipped by part of it
   const int64_t first = p.seq_first_token[s];
   const bool fresh = p.context_lens[s] == n;  // n_past == 0: zero state, whatever the slot holds
   const int64_t slot = p.state_slots[s];
@@ -397,6 +410,33 @@ Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tens
                       " sequences exceed the CUDA grid");
   if (T == 0 || step.n_seqs == 0) return Status::ok();
 
+  // Which sequences take the chunked kernels: those with >= chunked_min tokens (0: none).
+  const std::string chunked_why_not = p.mode == DeltaNetMode::recurrent ? "" : deltanet_chunked_unsupported(ctx, p);
+  int32_t chunked_min = 0;
+  if (p.mode == DeltaNetMode::chunked) {
+    if (!chunked_why_not.empty()) return make_error(StatusCode::unsupported, op, ": mode chunked: ", chunked_why_not);
+    chunked_min = 1;
+  } else if (p.mode == DeltaNetMode::automatic && chunked_why_not.empty()) {
+    chunked_min = kAutomaticChunkedAbove + 1;
+  }
+  DeltaNetChunkedPlan plan{chunked_min, 0, 0};
+  bool any_recurrent = chunked_min == 0;
+  if (chunked_min > 0) {  // a multi-token step's host arrays may steer launches (cuda/ops.h)
+    const DeviceStep& hs = host_step(step);
+    for (int32_t s = 0; s < hs.n_seqs; ++s) {
+      const int32_t n = hs.seq_n_tokens[s];
+      if (n >= chunked_min) {
+        ++plan.n_seqs;
+        plan.n_chunks += (n + p.chunk - 1) / p.chunk;
+      } else if (n > 0) {
+        any_recurrent = true;
+      }
+    }
+  }
+  // First: it takes the scratch, which must happen before any kernel of the op is enqueued.
+  ANVIL_RETURN_IF_ERROR(gated_deltanet_chunked(ctx, q, k, v, g, beta, state, p, step, out, plan));
+  if (!any_recurrent) return Status::ok();
+
   DeltaNetArgs a;
   a.q = static_cast<const char*>(q.data);
   a.k = static_cast<const char*>(k.data);
@@ -417,6 +457,7 @@ Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   a.d_k = p.d_k;
   a.d_v = p.d_v;
   a.n_tiles = n_tiles;
+  a.max_tokens = plan.n_seqs > 0 ? chunked_min - 1 : INT32_MAX;
   a.q_scale = p.q_scale;
   a.seq_first_token = step.seq_first_token;
   a.seq_n_tokens = step.seq_n_tokens;

@@ -4,10 +4,13 @@
 // fresh sequence's slot (n_past == 0 must start from zero), writes a slot it does not own, or
 // leaves an output unwritten (outputs are NaN-poisoned) fails. Covered: decode of several
 // sequences in shuffled slots after a prefill, prefill chunks with n_past == 0 and n_past > 0,
-// mixed decode + prefill steps, token counts 1, 3, 65, 130, slot reuse, q/k/v as column views of
-// one wide buffer (as models/qwen35.cpp passes them), small and odd heads (both state-access
-// paths and every rows-per-thread instantiation) and Qwen3.5-4B's 16/32 x 128, every
-// DeltaNetMode, and invalid arguments (the CPU's checks, mirrored).
+// mixed decode + prefill steps, token counts 1, 3, 63, 64, 65, 130, 512, slot reuse, q/k/v as
+// column views of one wide buffer (as models/qwen35.cpp passes them), small and odd heads (both
+// state-access paths and every rows-per-thread instantiation) and Qwen3.5-4B's 16/32 x 128, every
+// DeltaNetMode (chunked: the chunked kernels for every sequence, decode included; automatic: the
+// chunked kernels for sequences over 64 tokens and the recurrent one for the rest, mixed in one
+// step), chunk lengths 1, 16, 63, 64, the chunked kernels' limits (unsupported in chunked mode,
+// the recurrent kernel in automatic), and invalid arguments (the CPU's checks, mirrored).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,7 +33,8 @@ namespace {
 // emulation of the kernel's f32 arithmetic (its thread layout and reduction order) against the
 // double rule gave at most 3e-7 (outputs) and 4e-7 (state) on these inputs at 16/32 x 128, decay
 // near 1 over 2 x 130 tokens included, and 8e-7 over 512 tokens with g in [-0.001, 0]: 1e-5
-// keeps a >10x margin.
+// keeps a >10x margin. The chunked kernels' emulation (bench/NOTES_deltanet_chunked.md): at most
+// 5.9e-7 (outputs) and 8.6e-7 (state) over 512 + 512 tokens, the same slow decay included.
 constexpr double kDeltaNetTol = 1e-5;
 // conv1d_silu: a K-term double sum, then f32 SiLU on both sides (expf vs std::exp: a few ulp).
 constexpr double kConvTol = 1e-6;
@@ -187,6 +191,7 @@ struct DeltaNetCase {
   Twin pool;       // the state pool; `ssm` is it, or a column view of it
   Tensor ssm_cpu, ssm_gpu;
   float g_lo = -1.5f, g_hi = -0.01f;
+  int chunk = 64;
 
   // state_pad > 0: the pool is state_pad columns wider than d_v and the state a column view of
   // it, so its rows are not 16-byte aligned (the kernel's scalar state path).
@@ -198,7 +203,7 @@ struct DeltaNetCase {
     ssm_gpu = pool.gpu.slice_cols(0, dv);
   }
   DeltaNetParams params(DeltaNetMode mode) const {
-    return {nk, nv, dk, dv, float(1.0 / std::sqrt(double(dk))), 64, mode};
+    return {nk, nv, dk, dv, float(1.0 / std::sqrt(double(dk))), chunk, mode};
   }
 
   // One step over `seqs` on both backends with fresh inputs; compares outputs and states.
@@ -291,12 +296,73 @@ TEST(CudaGatedDeltaNet, Qwen35DecodeBatchAfterPrefill) {
 }
 
 TEST(CudaGatedDeltaNet, LongMemoryDecay) {
-  // g near 0: the state remembers every token of a 130 + 130 token prefill, so f32 rounding is
-  // carried furthest here (the bound's justification above).
+  // g near 0: the state remembers every token of a 130 + 130 (+ 512) token prefill, so f32
+  // rounding is carried furthest here (the bound's justification above).
   TwinBackends be = ANVIL_REQUIRE_CUDA();
-  DeltaNetCase c(be, 16, 32, 128, 128, 33u, 2);
-  c.g_lo = -0.02f, c.g_hi = -0.0001f;
-  run(c, DeltaNetMode::automatic, {{{130, 0, 1}}, {{130, 130, 1}}, {{1, 260, 1}}, {{1, 261, 1}}}, "long memory");
+  for (const DeltaNetMode mode : {DeltaNetMode::automatic, DeltaNetMode::chunked}) {
+    DeltaNetCase c(be, 16, 32, 128, 128, 33u, 2);
+    c.g_lo = -0.02f, c.g_hi = -0.0001f;
+    run(c, mode, {{{130, 0, 1}}, {{130, 130, 1}}, {{1, 260, 1}}, {{512, 261, 1}}, {{1, 773, 1}}}, "long memory");
+  }
+}
+
+TEST(CudaGatedDeltaNet, ChunkedTokenCountsAndNPast) {
+  // The chunked kernels at Qwen3.5-4B's shape: counts around the chunk length (1, 63, 64, 65,
+  // 130, 512), sequences of different counts and n_past in one step, shuffled slots, slots 1 and 4
+  // never used (their garbage must survive). automatic sends the counts over 64 to the chunked
+  // kernels and the others to the recurrent one in the same step.
+  TwinBackends be = ANVIL_REQUIRE_CUDA();
+  const std::vector<std::vector<Seq>> steps = {
+      {{512, 0, 3}},
+      {{1, 0, 6}, {63, 0, 0}, {64, 0, 7}, {65, 0, 2}, {130, 0, 5}},
+      {{130, 63, 0}, {1, 512, 3}, {65, 64, 7}, {64, 65, 2}, {63, 130, 5}, {1, 1, 6}},
+      {{512, 513, 3}, {1, 193, 0}, {130, 129, 7}},
+  };
+  for (const DeltaNetMode mode : {DeltaNetMode::chunked, DeltaNetMode::automatic}) {
+    DeltaNetCase c(be, 16, 32, 128, 128, 55u, 8);
+    run(c, mode, steps, "16/32 x 128");
+  }
+}
+
+TEST(CudaGatedDeltaNet, ChunkLengths) {
+  // DeltaNetParams::chunk other than 64: the chunked kernels take any length up to 64 (a chunk of
+  // 1 is the recurrence itself; 63 leaves every chunk one row short of the kernels' tiles).
+  TwinBackends be = ANVIL_REQUIRE_CUDA();
+  for (const int chunk : {1, 16, 63}) {
+    DeltaNetCase c(be, 16, 32, 128, 128, 60u + uint32_t(chunk), 4);
+    c.chunk = chunk;
+    run(c, DeltaNetMode::chunked, {{{130, 0, 1}, {17, 0, 3}, {1, 0, 0}}, {{70, 130, 1}, {1, 17, 3}, {64, 1, 0}}},
+        "chunk " + std::to_string(chunk));
+  }
+}
+
+TEST(CudaGatedDeltaNet, ChunkedLimitsAreUnsupportedNotWrong) {
+  // Beyond the chunked kernels (chunk > 64, d_k or d_v > 128) `chunked` is unsupported (nothing
+  // runs) and `automatic` takes the recurrent kernel, still within the tolerance.
+  TwinBackends be = ANVIL_REQUIRE_CUDA();
+  struct Limit {
+    int nk, nv, dk, dv, chunk;
+  };
+  for (const Limit& l : {Limit{16, 32, 128, 128, 65}, Limit{1, 2, 160, 36, 64}, Limit{1, 2, 64, 144, 64}}) {
+    const std::string tag = std::to_string(l.dk) + "/" + std::to_string(l.dv) + " chunk " + std::to_string(l.chunk);
+    DeltaNetCase c(be, l.nk, l.nv, l.dk, l.dv, 70u, 2);
+    c.chunk = l.chunk;
+    const std::vector<float> pool_before = read(*be.gpu, c.pool.gpu);
+    const int T = 130, qk = l.nk * l.dk, vw = l.nv * l.dv;
+    const Twin q = be.tensor(T, qk, random_values(c.rng, size_t(T) * qk)),
+               k = be.tensor(T, qk, random_values(c.rng, size_t(T) * qk)),
+               v = be.tensor(T, vw, random_values(c.rng, size_t(T) * vw)),
+               g = be.tensor(T, l.nv, uniform(c.rng, size_t(T) * l.nv, -1.f, -0.1f)),
+               beta = be.tensor(T, l.nv, uniform(c.rng, size_t(T) * l.nv, 0.1f, 0.9f)), out = be.poisoned(T, vw);
+    const TwinSteps st = make_steps(be, {{T, 0, 1}});
+    EXPECT_EQ(be.gpu->gated_deltanet(q.gpu, k.gpu, v.gpu, g.gpu, beta.gpu, {{}, c.ssm_gpu},
+                                     c.params(DeltaNetMode::chunked), st.gpu, out.gpu).code(),
+              StatusCode::unsupported)
+        << tag;
+    EXPECT_TRUE(be.gpu->synchronize().is_ok());
+    EXPECT_TRUE(read(*be.gpu, c.pool.gpu) == pool_before) << tag << ": the state was written";
+    run(c, DeltaNetMode::automatic, {{{130, 0, 1}}, {{65, 130, 1}, {1, 0, 0}}}, tag);
+  }
 }
 
 TEST(CudaGatedDeltaNet, OddShapesBothStatePaths) {
@@ -308,13 +374,15 @@ TEST(CudaGatedDeltaNet, OddShapesBothStatePaths) {
   };
   const Shape shapes[] = {
       {1, 3, 48, 40, 0},   // 2 rows a thread, last rows unused; 2 column tiles, the last partial
-      {2, 2, 8, 10, 0},    // n_v == n_k; d_v % 4 != 0: scalar state access
+      {2, 2, 8, 10, 0},    // n_v == n_k; d_v % 4 != 0: scalar state access (and v copies, chunked)
       {2, 4, 16, 16, 1},   // state a column view, rows 68 bytes apart: scalar state access
-      {1, 2, 160, 36, 0},  // d_k > 128: 8 rows a thread, 8 tokens staged at a time
-      {3, 6, 33, 64, 4},   // d_k = 33: one row past a warp's 32; padded but 16-byte aligned rows
+      {1, 2, 160, 36, 0},  // d_k > 128: 8 rows a thread, 8 tokens staged at a time; not chunked
+      {3, 6, 33, 64, 4},   // d_k = 33: one row past a warp's 32 (scalar q/k copies, chunked);
+                           // padded but 16-byte aligned rows
   };
   for (const Shape& s : shapes)
-    for (const DeltaNetMode mode : {DeltaNetMode::automatic, DeltaNetMode::recurrent}) {
+    for (const DeltaNetMode mode : kModes) {
+      if (mode == DeltaNetMode::chunked && s.dk > 128) continue;  // ChunkedLimitsAreUnsupportedNotWrong
       DeltaNetCase c(be, s.nk, s.nv, s.dk, s.dv, 40u + uint32_t(s.dk), 3, s.pad);
       run(c, mode, steps,
           std::to_string(s.nk) + "/" + std::to_string(s.nv) + " x " + std::to_string(s.dk) + "/" +
