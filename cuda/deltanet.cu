@@ -73,10 +73,12 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kTileV = 32;                  // state columns per block
 constexpr int kRowGroups = kThreads / (kTileV / 4);  // 32: (warp, lane >> 3)
 constexpr int kMaxRows = 8;                 // R: d_k <= 32 * 8 = 256
-// automatic: sequences with more tokens than this take the chunked kernels. A starting point, not
-// a measurement: set it from bench-kernels' deltanet rows (mode=recurrent vs mode=chunked at
-// prefill 64 / 128 / 512) once run on a GPU. It must stay >= 1 so decode stays recurrent.
-constexpr int32_t kAutomaticChunkedAbove = 64;
+// automatic: sequences with more tokens than this take the chunked kernels. bench-kernels on the
+// H100 (Qwen3.5-4B, one layer; bench/NOTES.md): chunked / recurrent 43 / 97 us at 64 tokens, 53 /
+// 190 at 128, 123 / 748 at 512. The recurrent kernel costs ~1.5 us a token and the chunked one
+// ~40 us at any short length, so they cross near 30 tokens (interpolated, not measured there).
+// It must stay >= 1 so decode stays recurrent.
+constexpr int32_t kAutomaticChunkedAbove = 32;
 
 static_assert(kRowGroups == 32, "the row-group layout assumes 8 column groups of 4 per warp");
 

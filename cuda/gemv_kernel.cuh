@@ -55,12 +55,15 @@ struct KernelArgs {
 
 constexpr int kWarpsPerBlock = 4;
 
-// Slices a lane has in flight per round: U rounds of 32 slices are loaded before any is used,
-// so a warp keeps U * R slices of weights in flight whatever R is. With one slice per round
-// (before), a 2560-row down projection (R = 1, 9.5 rounds per lane) had ~20 KB in flight per
-// SM, too little to cover the memory latency at full bandwidth (34% of the copy rate measured).
-template <int R>
-constexpr int kRoundSlices = R >= 4 ? 1 : 4 / R;
+// Slices a lane has in flight per round: U rounds of 32 slices are loaded before any is used.
+// With one slice per round a 2560-row Q4_K down projection (R = 1, 9.5 rounds per lane) keeps
+// ~20 KB in flight per SM, too little to cover the memory latency. Measured on the H100
+// (bench-kernels, n = 1, bench/NOTES.md): 4 per round at R = 1 took Q4_K down 12.56 -> 11.78 us,
+// k/v 4.72 -> 4.32, o 6.65 -> 6.31; 2 per round at R = 2 made gate/up slower (11.14 -> 11.69) and
+// Q6_K (larger slices, 4 at R = 1) lost 23% (down 16.6 -> 20.4 us). So only the Q4_K-layout slots
+// (Slot::kDeepRounds) take 4, and only at R = 1.
+template <class Slot, int R>
+constexpr int kRoundSlices = (R == 1 && Slot::kDeepRounds) ? 4 : 1;
 
 // One warp per R rows; no persistence: a persistent-grid version that loaded the next round's
 // weights before computing the current one measured 3-4% slower at n = 1 (bench/NOTES.md).
@@ -70,7 +73,7 @@ constexpr int kRoundSlices = R >= 4 ? 1 : 4 / R;
 // rest of its rows into L2, while the kernel that produces the activations is still finishing.
 template <class Slot, int N, int R>
 __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelArgs a) {
-  constexpr int U = kRoundSlices<R>;
+  constexpr int U = kRoundSlices<Slot, R>;
   const int lane = threadIdx.x & 31;
   const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   // Static indices only (selects, no local-memory copy of the parameters).

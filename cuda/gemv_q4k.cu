@@ -17,6 +17,7 @@ namespace anvil::cuda::gemv_detail {
 namespace {
 
 struct Q4KSlot {
+  static constexpr bool kDeepRounds = true;  // cuda/gemv_kernel.cuh's kRoundSlices
   static constexpr int kSlots = 8;
   static constexpr int kBytes = qblk::kQ4KBytes;
 

@@ -19,6 +19,7 @@ namespace anvil::cuda::gemv_detail {
 namespace {
 
 struct Q5KSlot {
+  static constexpr bool kDeepRounds = true;  // cuda/gemv_kernel.cuh's kRoundSlices
   static constexpr int kSlots = 8;
   static constexpr int kBytes = qblk::kQ5KBytes;
 

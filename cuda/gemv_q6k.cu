@@ -14,6 +14,7 @@ namespace anvil::cuda::gemv_detail {
 namespace {
 
 struct Q6KSlot {
+  static constexpr bool kDeepRounds = false;  // cuda/gemv_kernel.cuh's kRoundSlices
   static constexpr int kSlots = 8;
   static constexpr int kBytes = qblk::kQ6KBytes;
 

@@ -10,6 +10,7 @@ namespace anvil::cuda::gemv_detail {
 namespace {
 
 struct Q8_0Slot {
+  static constexpr bool kDeepRounds = false;  // cuda/gemv_kernel.cuh's kRoundSlices
   static constexpr int kSlots = 4;
   static constexpr int kBytes = qblk::kQ8_0Bytes;
 

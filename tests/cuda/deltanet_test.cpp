@@ -8,7 +8,7 @@
 // column views of one wide buffer (as models/qwen35.cpp passes them), small and odd heads (both
 // state-access paths and every rows-per-thread instantiation) and Qwen3.5-4B's 16/32 x 128, every
 // DeltaNetMode (chunked: the chunked kernels for every sequence, decode included; automatic: the
-// chunked kernels for sequences over 64 tokens and the recurrent one for the rest, mixed in one
+// chunked kernels for sequences over 32 tokens and the recurrent one for the rest, mixed in one
 // step), chunk lengths 1, 16, 63, 64, the chunked kernels' limits (unsupported in chunked mode,
 // the recurrent kernel in automatic), and invalid arguments (the CPU's checks, mirrored).
 #include <algorithm>
@@ -309,7 +309,7 @@ TEST(CudaGatedDeltaNet, LongMemoryDecay) {
 TEST(CudaGatedDeltaNet, ChunkedTokenCountsAndNPast) {
   // The chunked kernels at Qwen3.5-4B's shape: counts around the chunk length (1, 63, 64, 65,
   // 130, 512), sequences of different counts and n_past in one step, shuffled slots, slots 1 and 4
-  // never used (their garbage must survive). automatic sends the counts over 64 to the chunked
+  // never used (their garbage must survive). automatic sends the counts over 32 to the chunked
   // kernels and the others to the recurrent one in the same step.
   TwinBackends be = ANVIL_REQUIRE_CUDA();
   const std::vector<std::vector<Seq>> steps = {

@@ -93,6 +93,7 @@ GemvOutputs gemv_outputs(TwinBackends& be, int64_t rows, const TwinWeight& w) {
 void expect_gemv_reuses(TwinBackends& be, test_cuda::OwnContext& own, const TwinWeight& w, const Twin& out,
                         const GemvOutputs& ys, const std::string& what) {
   const Twin &y_own = ys.own, &y_backend = ys.backend;
+  ASSERT_OK(be.gpu->synchronize());  // the op ran on the backend's stream; the own GEMV reads its output
   ASSERT_OK(cuda::matmul_with(own.ctx, "gemv_int8", w.gpu, out.gpu, y_own.gpu, nullptr));
   own.sync();
   const std::vector<float> junk(size_t(out.gpu.rows * out.gpu.cols), 3.0f);
