@@ -32,8 +32,8 @@
 // prep 1.28 M multiply-adds a chunk-head (scores 0.56, T 0.14, W/U 0.59), state 3.67 M (W S and
 // Q S 2.10, P V' 0.52, update 1.05): 2.53 GFLOP in all, 51 us at 50 TFLOP/s; bytes 29.5 MB of
 // inputs, outputs and state (10 us at 3 TB/s) plus 21 MB of workspace written and read. So the
-// kernels are bound by f32 issue and shared-memory bandwidth, not DRAM (bench/NOTES_deltanet_chunked.md
-// has the estimate and what to measure).
+// kernels are bound by f32 issue and shared-memory bandwidth, not DRAM (bench/NOTES.md, "Chunked
+// gated DeltaNet on CUDA", has the estimate, the measured 123 us and what to look at next).
 //
 // Sequences are found on the device: block b of a grid takes the b-th chunk (prep) or sequence
 // (state) among the sequences with at least min_tokens tokens, by a warp scan of seq_n_tokens.
