@@ -69,7 +69,9 @@ struct ChunkedArgs {
   float* e;  // [n_v_heads][n_tokens][2]  e^{G_i}, e^{G_last - G_i}
 };
 
-DN_HD size_t scratch_row(const ChunkedArgs& p, int32_t h, int64_t row) { return size_t(h) * size_t(p.n_tokens) + size_t(row); }
+DN_HD size_t scratch_row(const ChunkedArgs& p, int32_t h, int64_t row) {
+  return size_t(h) * size_t(p.n_tokens) + size_t(row);
+}
 
 // ---- copies (cp.async on sm_80+, zero-filled when !valid; src must then still be a valid,
 // aligned address, and is not read)
@@ -111,7 +113,9 @@ DN_HD const float* frow(const char* base, size_t stride, int64_t r) {
 }
 DN_HD float* frow(char* base, size_t stride, int64_t r) { return reinterpret_cast<float*>(base + size_t(r) * stride); }
 DN_HD float4 ld4(const float* s) { return *reinterpret_cast<const float4*>(s); }
-DN_HD void st4(float* d, float a, float b, float c, float e) { *reinterpret_cast<float4*>(d) = make_float4(a, b, c, e); }
+DN_HD void st4(float* d, float a, float b, float c, float e) {
+  *reinterpret_cast<float4*>(d) = make_float4(a, b, c, e);
+}
 DN_HD float at(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 // Rows [0, kChunkMax) x columns [0, kCols) of dst (rows kDstStride floats apart) from rows
