@@ -199,7 +199,7 @@ size_t decode_smem_floats(int n_groups, int hd) {
 // Not inlined: it runs once per block, and inlined it raised the split kernel's registers.
 __device__ __noinline__ void fold_splits(const DecodeArgs& p, int32_t row, int32_t t, int32_t hq0, int32_t n_h) {
   __shared__ bool last;
-  __shared__ float fin[kDecodeMaxHeads][2];  // max, 1 / sum per head
+  __shared__ float fin[kDecodeMaxHeads][2];  // max, sum per head
   const AttnArgs& a = p.a;
   __threadfence();  // this block's partials are visible before it is counted
   __syncthreads();
@@ -226,7 +226,7 @@ __device__ __noinline__ void fold_splits(const DecodeArgs& p, int32_t row, int32
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     if (lane == 0) {
       fin[h][0] = mx;
-      fin[h][1] = 1.f / sum;
+      fin[h][1] = sum;
     }
   }
   __syncthreads();
@@ -241,7 +241,7 @@ __device__ __noinline__ void fold_splits(const DecodeArgs& p, int32_t row, int32
       if (ms == -INFINITY) continue;  // an empty split: its acc was never written
       o = fmaf(expf(ms - fin[h][0]), __ldcg(acc + int64_t(sp) * hd), o);
     }
-    a.out[int64_t(t) * a.out_stride + int64_t(hq0 + h) * hd + d] = o * fin[h][1];
+    a.out[int64_t(t) * a.out_stride + int64_t(hq0 + h) * hd + d] = o / fin[h][1];  // as the combine kernel
   }
 }
 

@@ -1,8 +1,9 @@
+// pdl_enabled (cuda/pdl.h): whether launch_pdl asks for programmatic dependent launch.
+#include "cuda/pdl.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <string>
-
-#include "cuda/pdl.h"
 
 namespace anvil::cuda {
 
