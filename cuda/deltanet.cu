@@ -91,23 +91,9 @@ constexpr int kStageTokens = R <= 4 ? 16 : 8;
 template <int R>
 constexpr int kMinBlocks = R <= 4 ? 3 : 2;
 
-struct DeltaNetArgs {
-  const char* q;  // [n_tokens, n_k_heads * d_k] F32 (column view: row strides in bytes)
-  const char* k;
-  const char* v;  // [n_tokens, n_v_heads * d_v]
-  const char* g;  // [n_tokens, n_v_heads]
-  const char* beta;
-  char* out;  // [n_tokens, n_v_heads * d_v]
-  char* ssm;  // [n_slots * n_v_heads * d_k, d_v]
-  size_t q_stride, k_stride, v_stride, g_stride, beta_stride, out_stride, ssm_stride;
-  int32_t n_k_heads, n_v_heads, d_k, d_v;
-  int32_t n_tiles;  // column tiles per head: ceil(d_v / kTileV)
+struct DeltaNetArgs : DeltaNetIo {
+  int32_t n_tiles;     // column tiles per head: ceil(d_v / kTileV)
   int32_t max_tokens;  // sequences with more tokens are the chunked kernels' (not touched here)
-  float q_scale;
-  const int32_t* seq_first_token;  // the step's device arrays
-  const int32_t* seq_n_tokens;
-  const int32_t* context_lens;
-  const int32_t* state_slots;
 };
 
 // One buffer of staged inputs: kStageTokens<R> tokens of the block's q/k head (zero past d_k),
@@ -373,6 +359,35 @@ Status check_f32_aligned(const char* op, const char* arg, const Tensor& t) {
 
 }  // namespace
 
+DeltaNetIo deltanet_io(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                       const RecurrentLayer& state, const DeltaNetParams& p, const DeviceStep& step, Tensor out) {
+  DeltaNetIo a;
+  a.q = static_cast<const char*>(q.data);
+  a.k = static_cast<const char*>(k.data);
+  a.v = static_cast<const char*>(v.data);
+  a.g = static_cast<const char*>(g.data);
+  a.beta = static_cast<const char*>(beta.data);
+  a.out = static_cast<char*>(out.data);
+  a.ssm = static_cast<char*>(state.ssm.data);
+  a.q_stride = q.row_stride;
+  a.k_stride = k.row_stride;
+  a.v_stride = v.row_stride;
+  a.g_stride = g.row_stride;
+  a.beta_stride = beta.row_stride;
+  a.out_stride = out.row_stride;
+  a.ssm_stride = state.ssm.row_stride;
+  a.n_k_heads = p.n_k_heads;
+  a.n_v_heads = p.n_v_heads;
+  a.d_k = p.d_k;
+  a.d_v = p.d_v;
+  a.q_scale = p.q_scale;
+  a.seq_first_token = step.seq_first_token;
+  a.seq_n_tokens = step.seq_n_tokens;
+  a.context_lens = step.context_lens;
+  a.state_slots = step.state_slots;
+  return a;
+}
+
 Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                       const Tensor& beta, const RecurrentLayer& state, const DeltaNetParams& p,
                       const DeviceStep& step, Tensor out) {
@@ -440,31 +455,9 @@ Status gated_deltanet(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   if (!any_recurrent) return Status::ok();
 
   DeltaNetArgs a;
-  a.q = static_cast<const char*>(q.data);
-  a.k = static_cast<const char*>(k.data);
-  a.v = static_cast<const char*>(v.data);
-  a.g = static_cast<const char*>(g.data);
-  a.beta = static_cast<const char*>(beta.data);
-  a.out = static_cast<char*>(out.data);
-  a.ssm = static_cast<char*>(state.ssm.data);
-  a.q_stride = q.row_stride;
-  a.k_stride = k.row_stride;
-  a.v_stride = v.row_stride;
-  a.g_stride = g.row_stride;
-  a.beta_stride = beta.row_stride;
-  a.out_stride = out.row_stride;
-  a.ssm_stride = state.ssm.row_stride;
-  a.n_k_heads = p.n_k_heads;
-  a.n_v_heads = p.n_v_heads;
-  a.d_k = p.d_k;
-  a.d_v = p.d_v;
+  static_cast<DeltaNetIo&>(a) = deltanet_io(q, k, v, g, beta, state, p, step, out);
   a.n_tiles = n_tiles;
   a.max_tokens = plan.n_seqs > 0 ? chunked_min - 1 : INT32_MAX;
-  a.q_scale = p.q_scale;
-  a.seq_first_token = step.seq_first_token;
-  a.seq_n_tokens = step.seq_n_tokens;
-  a.context_lens = step.context_lens;
-  a.state_slots = step.state_slots;
 
   // float4 state access when every state row of every column group is 16-byte aligned.
   const bool vec = p.d_v % 4 == 0 && reinterpret_cast<uintptr_t>(state.ssm.data) % 16 == 0 &&

@@ -193,38 +193,16 @@ Status gated_deltanet_chunked(Context& ctx, const Tensor& q, const Tensor& k, co
   if (!mem) return mem.status();
 
   ChunkedArgs a;
-  a.q = static_cast<const char*>(q.data);
-  a.k = static_cast<const char*>(k.data);
-  a.v = static_cast<const char*>(v.data);
-  a.g = static_cast<const char*>(g.data);
-  a.beta = static_cast<const char*>(beta.data);
-  a.out = static_cast<char*>(out.data);
-  a.ssm = static_cast<char*>(state.ssm.data);
-  a.q_stride = q.row_stride;
-  a.k_stride = k.row_stride;
-  a.v_stride = v.row_stride;
-  a.g_stride = g.row_stride;
-  a.beta_stride = beta.row_stride;
-  a.out_stride = out.row_stride;
-  a.ssm_stride = state.ssm.row_stride;
+  static_cast<DeltaNetIo&>(a) = deltanet_io(q, k, v, g, beta, state, p, step, out);
   // 16-byte copies need every head's first column aligned: aligned rows and d % 4 == 0.
   a.qk_vec = p.d_k % 4 == 0 && rows_aligned16(q) && rows_aligned16(k);
   a.v_vec = p.d_v % 4 == 0 && rows_aligned16(v);
   a.ssm_vec = p.d_v % 4 == 0 && rows_aligned16(state.ssm);
-  a.n_k_heads = p.n_k_heads;
-  a.n_v_heads = p.n_v_heads;
-  a.d_k = p.d_k;
-  a.d_v = p.d_v;
   a.n_tiles = (p.d_v + kTileV - 1) / kTileV;
   a.chunk = p.chunk;
   a.min_tokens = std::max(plan.min_tokens, 1);
   a.n_seqs = step.n_seqs;
   a.n_tokens = step.n_tokens;
-  a.q_scale = p.q_scale;
-  a.seq_first_token = step.seq_first_token;
-  a.seq_n_tokens = step.seq_n_tokens;
-  a.context_lens = step.context_lens;
-  a.state_slots = step.state_slots;
   a.w = static_cast<float*>(*mem);  // each array's size is a multiple of 16 bytes: all aligned
   a.u = a.w + H * T * kMaxDk;
   a.p = a.u + H * T * kMaxDv;

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cuda/deltanet_io.h"
+
 #if defined(__CUDACC__)
 #define DN_HD __host__ __device__ __forceinline__
 #else
@@ -42,26 +44,12 @@ constexpr int kRowStride = kMaxDk + 4;       // k/q/v/W rows in shared memory: +
 constexpr int kScoreStride = kChunkMax + 4;  // L x L tiles (P, T^T), same reason
 static_assert(kMaxDk == kMaxDv && kMaxDk == 2 * kChunkMax, "prep_wu: a lane's columns c and c + 64");
 
-struct ChunkedArgs {
-  const char* q;  // [n_tokens, n_k_heads * d_k] F32, rows `*_stride` bytes apart
-  const char* k;
-  const char* v;  // [n_tokens, n_v_heads * d_v]
-  const char* g;  // [n_tokens, n_v_heads]
-  const char* beta;
-  char* out;  // [n_tokens, n_v_heads * d_v]
-  char* ssm;  // [n_slots * n_v_heads * d_k, d_v]
-  size_t q_stride, k_stride, v_stride, g_stride, beta_stride, out_stride, ssm_stride;
+struct ChunkedArgs : DeltaNetIo {  // the op's tensors and step arrays (cuda/deltanet_io.h), and:
   bool qk_vec, v_vec, ssm_vec;  // 16-byte copies possible (aligned bases, strides, head offsets)
-  int32_t n_k_heads, n_v_heads, d_k, d_v;
   int32_t n_tiles;     // state column tiles per head: ceil(d_v / kTileV)
   int32_t chunk;       // 1..kChunkMax
   int32_t min_tokens;  // sequences with fewer tokens are left to the recurrent kernel
   int32_t n_seqs, n_tokens;
-  float q_scale;
-  const int32_t* seq_first_token;  // the step's device arrays
-  const int32_t* seq_n_tokens;
-  const int32_t* context_lens;
-  const int32_t* state_slots;
   // Workspace (ScratchSlot::deltanet), rows by the step's token index, per value head:
   float* w;  // [n_v_heads][n_tokens][kMaxDk]  W = T (beta e^G k)
   float* u;  // [n_v_heads][n_tokens][kMaxDv]  U = T (beta v), zero past d_v

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/backend.h"
+#include "cuda/deltanet_io.h"
 #include "cuda/ops.h"
 
 namespace anvil::cuda {
@@ -23,6 +24,11 @@ struct DeltaNetChunkedPlan {
   int32_t n_seqs = 0;
   int32_t n_chunks = 0;
 };
+
+// The op's tensors, head shape and step arrays as both DeltaNet kernels read them (defined in
+// cuda/deltanet.cu).
+DeltaNetIo deltanet_io(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                       const RecurrentLayer& state, const DeltaNetParams& p, const DeviceStep& step, Tensor out);
 
 // Enqueues both kernels on ctx.stream, after taking ScratchSlot::deltanet (1288 bytes per token
 // and value head): call it before enqueueing other kernels of the op. The arguments must have
