@@ -16,9 +16,7 @@
 //    group keeps an online softmax (max, sum, acc) over its keys; the block's groups are merged
 //    in shared memory. Split-K: the key range [0, max_blocks * page_size) is cut into n_splits
 //    page-aligned chunks; a split writes (max, sum, unnormalised acc) to scratch and the combine
-//    kernel merges them (n_splits == 1 writes the output directly). With
-//    Context::fold_attention_combine (ANVIL_CUDA_ATTN_FOLD=1, opt-in until measured) the last
-//    split block of each (token, head chunk) merges instead, saving the second launch. n_splits comes from
+//    kernel merges them (n_splits == 1 writes the output directly). n_splits comes from
 //    max_blocks, n_tokens and the shapes only, and every split reads its token's position (and so
 //    its real context) on the device, skipping what lies outside: the CUDA-graph launch rule of
 //    cuda/ops.h holds for decode steps.
@@ -117,11 +115,6 @@ struct DecodeArgs {
   int32_t nvec = 0;               // head_dim / elements per load
   float* part_ml = nullptr;       // [rows][n_heads][n_splits][2]: max, sum
   float* part_acc = nullptr;      // [rows][n_heads][n_splits][head_dim]
-  // Context::fold_attention_combine: the last split block of each (row, blockIdx.y) to finish
-  // merges the splits itself (fold_splits) instead of decode_combine_kernel. split_done counts
-  // the finished splits per (row, blockIdx.y); it is zero between launches (the last block
-  // resets its entry).
-  unsigned* split_done = nullptr;  // [rows][gridDim.y]; null: the combine kernel merges
 };
 
 struct PrefillPlan {
@@ -192,59 +185,6 @@ size_t decode_smem_floats(int n_groups, int hd) {
   return size_t(n_groups) * HB * size_t(hd) + 3 * size_t(n_groups) * HB + 2 * HB;
 }
 
-// With p.split_done: called by every split block of (row, blockIdx.y) once its partials (or its
-// empty split's -inf max) are written. The block that finishes last merges heads hq0 .. hq0 + n_h
-// over all splits with the combine kernel's log-sum-exp weights and writes the output. It reads
-// the partials through L2 (__ldcg: other SMs wrote them, and this SM's L1 may hold stale lines).
-// Not inlined: it runs once per block, and inlined it raised the split kernel's registers.
-__device__ __noinline__ void fold_splits(const DecodeArgs& p, int32_t row, int32_t t, int32_t hq0, int32_t n_h) {
-  __shared__ bool last;
-  __shared__ float fin[kDecodeMaxHeads][2];  // max, sum per head
-  const AttnArgs& a = p.a;
-  __threadfence();  // this block's partials are visible before it is counted
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned* done = p.split_done + int64_t(row) * gridDim.y + blockIdx.y;
-    last = atomicAdd(done, 1u) == unsigned(p.n_splits - 1);
-    if (last) *done = 0;  // every split of this launch has counted: ready for the next one
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const int32_t hd = a.head_dim;
-  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) & 31;
-  for (int h = warp; h < n_h; h += kDecodeThreads / 32) {
-    const float* ml = p.part_ml + (int64_t(row) * a.n_heads + hq0 + h) * p.n_splits * 2;
-    float mx = -INFINITY;
-    for (int32_t sp = lane; sp < p.n_splits; sp += 32) mx = fmaxf(mx, __ldcg(ml + 2 * sp));
-    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-    float sum = 0.f;
-    for (int32_t sp = lane; sp < p.n_splits; sp += 32) {
-      const float ms = __ldcg(ml + 2 * sp);
-      if (ms != -INFINITY) sum = fmaf(expf(ms - mx), __ldcg(ml + 2 * sp + 1), sum);
-    }
-    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    if (lane == 0) {
-      fin[h][0] = mx;
-      fin[h][1] = sum;
-    }
-  }
-  __syncthreads();
-  for (int32_t idx = int32_t(threadIdx.x); idx < n_h * hd; idx += kDecodeThreads) {
-    const int32_t h = idx / hd, d = idx - h * hd;
-    const int64_t base = (int64_t(row) * a.n_heads + hq0 + h) * p.n_splits;
-    const float* ml = p.part_ml + base * 2;
-    const float* acc = p.part_acc + base * hd + d;
-    float o = 0.f;
-    for (int32_t sp = 0; sp < p.n_splits; ++sp) {
-      const float ms = __ldcg(ml + 2 * sp);
-      if (ms == -INFINITY) continue;  // an empty split: its acc was never written
-      o = fmaf(expf(ms - fin[h][0]), __ldcg(acc + int64_t(sp) * hd), o);
-    }
-    a.out[int64_t(t) * a.out_stride + int64_t(hq0 + h) * hd + d] = o / fin[h][1];  // as the combine kernel
-  }
-}
-
 // grid (rows, n_kv_heads * n_chunks, n_splits), kDecodeThreads threads. See the file comment.
 template <typename KvT, bool kVec, int HB>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __grid_constant__ DecodeArgs p) {
@@ -277,7 +217,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
       ml[0] = -INFINITY;
       ml[1] = 0.f;
     }
-    if (p.split_done && p.n_splits > 1) fold_splits(p, row, t, hq0, n_h);
     return;
   }
 
@@ -431,7 +370,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
       }
     }
   }
-  if (p.split_done && p.n_splits > 1) fold_splits(p, row, t, hq0, n_h);
 }
 
 // grid (rows, n_heads): merges a token's head over the splits (log-sum-exp weights).
@@ -1039,12 +977,6 @@ Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_
     if (!scratch) return scratch.status();
     d.part_ml = static_cast<float*>(*scratch);
     d.part_acc = reinterpret_cast<float*>(static_cast<char*>(*scratch) + ml_bytes);
-    if (ctx.fold_attention_combine) {
-      auto done = ctx.zeroed_scratch(ScratchSlot::attention_split_done,
-                                     size_t(rows) * size_t(n_kv_heads * d.n_chunks) * sizeof(unsigned));
-      if (!done) return done.status();
-      d.split_done = static_cast<unsigned*>(*done);
-    }
   }
 
   const dim3 grid{unsigned(rows), unsigned(n_kv_heads * d.n_chunks), unsigned(d.n_splits)};
@@ -1055,7 +987,7 @@ Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_
     if (vec) ANVIL_RETURN_IF_ERROR((launch_decode_hb<float, true>(ctx, d, hb, grid, smem)));
     else ANVIL_RETURN_IF_ERROR((launch_decode_hb<float, false>(ctx, d, hb, grid, smem)));
   }
-  if (d.n_splits > 1 && !d.split_done) {
+  if (d.n_splits > 1) {
     ANVIL_RETURN_IF_ERROR(launch_pdl("decode_combine_kernel", decode_combine_kernel,
                                      dim3(unsigned(rows), unsigned(a.n_heads)), dim3(kCombineThreads), 0, ctx.stream,
                                      d));

@@ -52,14 +52,6 @@ Expected<void*> Context::scratch(ScratchSlot slot, size_t bytes) {
   return p;
 }
 
-Expected<void*> Context::zeroed_scratch(ScratchSlot slot, size_t bytes) {
-  const uint64_t before = generation_;
-  auto p = scratch(slot, bytes);
-  if (p && generation_ != before)
-    ANVIL_CUDA_CHECK(cudaMemsetAsync(*p, 0, areas_[int(slot)].bytes, stream));
-  return p;
-}
-
 Status cublas_status(cublasStatus_t s, const char* what, const char* file, int line) {
   if (s == CUBLAS_STATUS_SUCCESS) return Status::ok();
   const StatusCode code = s == CUBLAS_STATUS_ALLOC_FAILED ? StatusCode::out_of_memory : StatusCode::internal;
@@ -202,8 +194,6 @@ class CudaBackend final : public Backend {
     // it off (A/B measurement).
     const char* qp = std::getenv("ANVIL_CUDA_QUANTIZE_IN_PRODUCERS");
     ctx_.quantize_in_producers = fused_ && !(qp && std::string(qp) == "0");
-    const char* fold = std::getenv("ANVIL_CUDA_ATTN_FOLD");
-    ctx_.fold_attention_combine = fold && std::string(fold) == "1";
     ANVIL_CUBLAS_CHECK(cublasCreate(&ctx_.cublas));
     ANVIL_CUBLAS_CHECK(cublasSetStream(ctx_.cublas, ctx_.stream));
     // A fixed cuBLAS workspace: without one cuBLAS allocates inside graph capture.

@@ -29,7 +29,6 @@ enum class ScratchSlot : int {
   dequant,           // dequantized weight tiles (dequantize + cuBLAS)
   activations_f16,   // f16 copies of activations (cuBLAS inputs)
   attention,         // split-K partial results
-  attention_split_done,  // per (row, kv head chunk) counts of finished splits (zeroed scratch)
   deltanet,          // chunked DeltaNet intermediates
   sampling,          // Backend::sample's row parameters, penalised logits, sorted keys, CUB temp
   count,
@@ -53,9 +52,6 @@ class Context {
   // frees the old area (after synchronizing the stream) and bumps generation(), which tells the
   // backend its captured graphs point at freed memory. Call it before enqueueing kernels.
   Expected<void*> scratch(ScratchSlot slot, size_t bytes);
-  // The same, with the area zeroed (on the stream) whenever it is (re)allocated; what kernels
-  // leave in it between uses is theirs to restore (e.g. counters reset by their last user).
-  Expected<void*> zeroed_scratch(ScratchSlot slot, size_t bytes);
   uint64_t generation() const { return generation_; }
 
   // The activation the decode GEMV quantized last (cuda/matmul.cu). When reuse is on, a GEMV
@@ -73,9 +69,6 @@ class Context {
   // With reuse on, the ops that write a GEMV's input at decode sizes (add_rms_norm, glu) also
   // write its quantized copy and set gemv_x, so the GEMV skips its quantize launch.
   bool quantize_in_producers = false;
-  // Decode attention's split-K merge done by each row's last split block instead of a second
-  // kernel (cuda/attention.cu, fold_splits). Opt-in (ANVIL_CUDA_ATTN_FOLD=1) until measured.
-  bool fold_attention_combine = false;
   void bump_generation() { ++generation_; }
 
  private:

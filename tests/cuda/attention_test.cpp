@@ -345,47 +345,6 @@ TEST(CudaAttention, FewTokenStepMatchesCpu) {
   }
 }
 
-// The split-K merge folded into the split kernel (ANVIL_CUDA_ATTN_FOLD=1: each row's last split
-// block merges, counting finished splits in a zeroed counter array that every launch must leave
-// zeroed again). One backend runs every case, so each launch reuses the previous one's counters:
-// a counter left non-zero, a merge that starts before the other splits' partials are visible, or
-// a row left unwritten (outputs are poisoned) fails against the CPU. Covered: the split-K decode
-// contexts (mostly empty splits for the short sequences), windows and softcap, Qwen3-4B's shape at
-// 4096, and mixed steps whose prefill tokens leave their rows to the prefill kernel.
-TEST(CudaAttention, DecodeFoldedCombineMatchesCpu) {
-  test_cuda::ScopedEnv fold("ANVIL_CUDA_ATTN_FOLD", "1");
-  TwinBackends be = ANVIL_REQUIRE_CUDA();
-  uint32_t seed = 11000;
-  for (int round = 0; round < 2; ++round)
-    for (DType kv : {DType::F32, DType::F16})
-      for (int32_t group : {1, 4, 8})
-        for (int32_t hd : {64, 128}) {
-          Case c;
-          c.kv = kv;
-          c.group = group;
-          c.head_dim = hd;
-          c.seqs = decode_seqs({1, 15, 16, 17, 100, 1037, 2500});
-          if (round == 1) {
-            c.window = 300;
-            c.softcap = 30.f;
-          }
-          run_case(be, c, ++seed);
-        }
-  Case model;
-  model.kv = DType::F16;
-  model.n_kv = 8;
-  model.group = 4;
-  model.head_dim = 128;
-  model.seqs = decode_seqs({4096, 1, 700});
-  run_case(be, model, ++seed);
-  Case mixed;
-  mixed.kv = DType::F16;
-  mixed.group = 4;
-  mixed.head_dim = 128;
-  mixed.seqs = {{0, 7}, {37, 1}, {20, 5}, {1500, 1}, {3, 3}, {15, 1}, {100, 40}, {0, 1}, {2, 2}, {2000, 4}};
-  run_case(be, mixed, ++seed);
-}
-
 // ---- kv_store and copy_page
 
 TEST(CudaAttention, KvStoreMatchesCpuBitForBit) {
