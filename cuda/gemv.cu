@@ -9,6 +9,7 @@
 
 #include "cuda/check.h"
 #include "cuda/gemv_kernel.cuh"
+#include "cuda/gemv_kquant_kernel.cuh"
 #include "cuda/gemv_quantize.cuh"
 
 namespace anvil::cuda {
@@ -93,6 +94,25 @@ Status validate(const GemvParams& p) {
 }
 
 }  // namespace
+
+namespace gemv_detail {
+// From bench-kernels on the H100 (bench/NOTES.md, both kernels in one lease, us): at n = 1 the
+// kquant kernel wins or ties on every Qwen3-4B / Qwen2.5-7B shape (down 11.0 -> 9.4, 7B down
+// 29.2 -> 20.8); at n = 2 it wins where rows are few and long (o 7.6 -> 5.6, down 15.6 -> 11.2)
+// and loses on wide launches (gate/up 11.8 -> 13.2); at n = 8 it loses everywhere (gate/up
+// 19.4 -> 28.2: 116 registers, and each lane loads every token's activations for one row where
+// gemv_kernel shares them over R rows). ANVIL_CUDA_GEMV_KQUANT=0 keeps gemv_kernel (A/B).
+bool use_kquant_kernel(const KernelArgs& a, int n) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("ANVIL_CUDA_GEMV_KQUANT");
+    return !(v && std::string(v) == "0");
+  }();
+  if (!enabled || n > 2) return false;
+  int64_t rows = 0;
+  for (int s = 0; s < a.n_segs; ++s) rows += a.seg[s].out;
+  return n == 1 || rows <= 4096;
+}
+}  // namespace gemv_detail
 
 // Rows per warp when the caller leaves it to us, from one bench-cuda-gemv run on the H100
 // (bench/NOTES.md). 2 is best or within ~5% in most rows. Few output rows (down, 2560) leave

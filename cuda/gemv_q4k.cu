@@ -11,6 +11,7 @@
 // (q . qa)_j are disjoint, the min term is not), which keeps the activation layout at one sum
 // per 32 values.
 #include "cuda/gemv_kernel.cuh"
+#include "cuda/gemv_kquant_kernel.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemv_detail {
@@ -76,9 +77,36 @@ struct Q4KSlot {
   }
 };
 
+// cuda/gemv_kquant_kernel.cuh's policy: lane i of a block loads the header and qs bytes
+// 16i..16i+15, 64+16i..64+16i+15, and keeps the high nibbles in place (16 x their value).
+struct Q4KPolicy {
+  static constexpr int kBytes = qblk::kQ4KBytes;
+  static constexpr int kHighShift = 4;
+  struct Raw {
+    uint4 header, qs0, qs1;
+  };
+  __device__ static Raw load(const uint8_t* blk, int i) {
+    return {qblk::load_16(blk), qblk::load_16(blk + 16 + 16 * i), qblk::load_16(blk + 80 + 16 * i)};
+  }
+  __device__ static KQuantWeights decode(const Raw& r, int i) {
+    KQuantWeights q;
+    kquant_scales(r.header, i >> 1, q);
+    const uint32_t w0[4] = {r.qs0.x, r.qs0.y, r.qs0.z, r.qs0.w}, w1[4] = {r.qs1.x, r.qs1.y, r.qs1.z, r.qs1.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      q.lo0[j] = w0[j] & 0x0f0f0f0fu;
+      q.hi0[j] = w0[j] & 0xf0f0f0f0u;
+      q.lo1[j] = w1[j] & 0x0f0f0f0fu;
+      q.hi1[j] = w1[j] & 0xf0f0f0f0u;
+    }
+    return q;
+  }
+};
+
 }  // namespace
 
 Status launch_q4k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
+  if (use_kquant_kernel(a, n)) return launch_kquant<Q4KPolicy>(a, n, rows_per_warp, stream);
   return launch_slots<Q4KSlot>(a, n, rows_per_warp, stream);
 }
 

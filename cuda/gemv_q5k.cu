@@ -13,6 +13,7 @@
 // with q in 0..31 (still positive int8 lanes for dp4a); the two slots sharing sub-block j each
 // add half of the min term.
 #include "cuda/gemv_kernel.cuh"
+#include "cuda/gemv_kquant_kernel.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemv_detail {
@@ -81,9 +82,40 @@ struct Q5KSlot {
   }
 };
 
+// cuda/gemv_kquant_kernel.cuh's policy: lane i of a block loads the header, qh bytes
+// 16 (i % 2)..+15 (the fifth bits of both its qs halves: chunks c0 = i / 2 and c0 + 2 use bits
+// 2 c0, 2 c0 + 1 and 2 c0 + 4, 2 c0 + 5 of the same bytes) and qs bytes 16i..16i+15, 64+16i..+15.
+struct Q5KPolicy {
+  static constexpr int kBytes = qblk::kQ5KBytes;
+  static constexpr int kHighShift = 0;
+  struct Raw {
+    uint4 header, qh, qs0, qs1;
+  };
+  __device__ static Raw load(const uint8_t* blk, int i) {
+    return {qblk::load_16(blk), qblk::load_16(blk + 16 + 16 * (i & 1)), qblk::load_16(blk + 48 + 16 * i),
+            qblk::load_16(blk + 112 + 16 * i)};
+  }
+  __device__ static KQuantWeights decode(const Raw& r, int i) {
+    KQuantWeights q;
+    const int c0 = i >> 1;
+    kquant_scales(r.header, c0, q);
+    const uint32_t w0[4] = {r.qs0.x, r.qs0.y, r.qs0.z, r.qs0.w}, w1[4] = {r.qs1.x, r.qs1.y, r.qs1.z, r.qs1.w};
+    const uint32_t h[4] = {r.qh.x, r.qh.y, r.qh.z, r.qh.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      q.lo0[j] = uint32_t(qblk::q5k_with_high_bits(qblk::low_nibbles(w0[j]), h[j], 2 * c0));
+      q.hi0[j] = uint32_t(qblk::q5k_with_high_bits(qblk::high_nibbles(w0[j]), h[j], 2 * c0 + 1));
+      q.lo1[j] = uint32_t(qblk::q5k_with_high_bits(qblk::low_nibbles(w1[j]), h[j], 2 * c0 + 4));
+      q.hi1[j] = uint32_t(qblk::q5k_with_high_bits(qblk::high_nibbles(w1[j]), h[j], 2 * c0 + 5));
+    }
+    return q;
+  }
+};
+
 }  // namespace
 
 Status launch_q5k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
+  if (use_kquant_kernel(a, n)) return launch_kquant<Q5KPolicy>(a, n, rows_per_warp, stream);
   return launch_slots<Q5KSlot>(a, n, rows_per_warp, stream);
 }
 
