@@ -17,6 +17,7 @@
 #include "core/backend.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "cuda/gemv.h"
 #include "cuda/matmul.h"
 #include "cuda/matmul_tuning.h"
 #include "cuda/ops.h"
@@ -227,6 +228,57 @@ void bench_matmul_shape(Bench& c, cuda::Context& ctx, const MatmulShape& sh, con
         }
       }
       c.add(spec, t);
+    }
+
+    // The GEMV as decode runs it: x already quantized by the kernel that wrote it (add_rms_norm and
+    // glu do, cuda/gemv.h), and for gate/up both matrices in one launch (Backend::matmul_group).
+    // Not candidates (the dispatcher's rows include the quantize launch); they show the GEMV alone.
+    if (n <= cuda::kGemvTokensPerPass && (sh.type == DType::Q4_K || sh.type == DType::Q5_K ||
+                                          sh.type == DType::Q6_K || sh.type == DType::Q8_0)) {
+      DevBuf scratch;
+      auto params = [&](int i, float* out) {
+        cuda::GemvParams p;
+        p.weight_type = sh.type;
+        p.weight = w.as<char>() + stride * size_t(i % copies);
+        p.weight_row_stride = int64_t(wbytes) / sh.out;
+        p.in = sh.in;
+        p.out = sh.out;
+        p.n = int(n);
+        p.x = x.as<float>();
+        p.x_stride = sh.in;
+        p.y = out;
+        p.y_stride = sh.out;
+        p.scratch = scratch.p;
+        p.scratch_bytes = cuda::gemv_scratch_bytes(int(n), sh.in);
+        return p;
+      };
+      const Status quantized = [&]() -> Status {
+        ANVIL_RETURN_IF_ERROR(scratch.alloc(cuda::gemv_scratch_bytes(int(n), sh.in)));
+        ANVIL_RETURN_IF_ERROR(cuda::launch_gemv_quantize_activations(params(0, y.as<float>()), ctx.stream));
+        BENCH_CUDA(cudaStreamSynchronize(ctx.stream));
+        return Status::ok();
+      }();
+      RowSpec one{"matmul", label, "gemv_int8 alone (x pre-quantized)", double(wbytes) + act_bytes, flops, false};
+      if (!quantized) c.add_error(one, quantized);
+      else if (!c.lost(one)) {
+        Timed t = time_stream(ctx.stream, copies, c.opt.samples, [&](int i) {
+          return cuda::launch_gemv_prequantized(params(i, y.as<float>()), ctx.stream);
+        });
+        one.note = "as in decode, where the producer quantizes x; " + stream_note(t, copies);
+        c.add(one, t);
+      }
+      RowSpec pair{"matmul", label, "gemv_int8 alone, gate + up in one launch", 2 * double(wbytes) + act_bytes,
+                   2 * flops, false};
+      if (quantized && copies >= 2 && sh.names.find("gate/up") != std::string::npos && !c.lost(pair)) {
+        const int pairs = copies / 2;
+        Timed t = time_stream(ctx.stream, pairs, c.opt.samples, [&](int i) {
+          const cuda::GemvParams ps[2] = {params(2 * (i % pairs), y.as<float>()),
+                                          params(2 * (i % pairs) + 1, y_cmp.as<float>())};
+          return cuda::launch_gemv_prequantized_group(ps, ctx.stream);
+        });
+        pair.note = "decode's grouped launch, both matrices' bytes; " + stream_note(t, pairs);
+        c.add(pair, t);
+      }
     }
 
     // The dispatcher: the tuner's choice for the shape (cuda/matmul_tuning.h: measured here, before

@@ -5,7 +5,8 @@
 // in `scratch` (per 32 values: int8 quants, an f32 scale d and d * sum of the quants), then one
 // kernel per weight type streams the weight blocks once and takes int8 dot products (dp4a)
 // against all n tokens. One warp owns a few rows; its lanes split each row's blocks, so every
-// weight byte is loaded once and reused for all tokens. Results differ from an f32 dot product
+// weight byte is loaded once and reused for all tokens (cuda/gemv_kernel.cuh; for one token,
+// Q4_K and Q5_K use cuda/gemv_kquant_kernel.cuh, where each row has its own group of lanes). Results differ from an f32 dot product
 // by the int8 rounding of the activations: 3-5e-3 of the row's largest |y| on the Qwen shapes,
 // at most 1e-2 in the tests (bench/NOTES.md has the measured values).
 #pragma once
