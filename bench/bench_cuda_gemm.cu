@@ -397,7 +397,13 @@ void bench_shape(const Shape& sh, double peak_tflops, cublasHandle_t blas) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) {  // no options: --help (or anything else) prints what the tool does
+    const bool help = std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h";
+    std::fprintf(help ? stdout : stderr, "%s", "bench-cuda-gemm: the tensor-core GEMM on quantized weights against dequantize + cuBLAS and\ncuBLAS f16, as a Markdown table on stdout (bench/NOTES.md). Runs on the first CUDA device;\ntakes no options.\n");
+    if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[1]);
+    return help ? 0 : 2;
+  }
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   CHECK_CUDA(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));

@@ -354,7 +354,13 @@ void bench_shape(const Shape& sh, double copy_gbs, cublasHandle_t blas) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) {  // no options: --help (or anything else) prints what the tool does
+    const bool help = std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h";
+    std::fprintf(help ? stdout : stderr, "%s", "bench-cuda-gemv: the quantized decode GEMV (Q4_K, Q6_K, Q8_0 on Qwen shapes, n = 1, 2, 4, 8)\nagainst the device-to-device copy bandwidth and dequantize + cuBLAS, as a Markdown table on stdout\n(bench/NOTES.md). Runs on the first CUDA device; takes no options.\n");
+    if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[1]);
+    return help ? 0 : 2;
+  }
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const double copy_gbs = copy_bandwidth_gbs();
