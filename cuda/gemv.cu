@@ -119,7 +119,9 @@ bool use_kquant_kernel(const KernelArgs& a, int n) {
 // too few warps with 2: 1 row per warp measured 11.6 vs 13.3 us (Q4_K n = 1) and 14.7 vs
 // 19.2 us (Q6_K). Many rows and n >= 3 favour 4 rows sharing each activation load (Q6_K LM head
 // n = 8: 304 vs 360 us), but not for Q4_K (7B gate/up n = 8: 47.1 vs 40.8 us). Q5_K (same slot
-// split as Q4_K, 22% more bytes per block) takes Q4_K's choices; not yet measured.
+// split as Q4_K, 22% more bytes per block) takes Q4_K's choices; not yet measured. The one-token
+// kquant kernel takes the same defaults: R = 1 or 2 was also its best in the probe of
+// bench/NOTES.md (gate 9728 rows: R = 2 6.70 us vs R = 1 7.78; down 2560 rows: R = 1 7.05 vs 9.09).
 int gemv_default_rows_per_warp(DType t, int n, int64_t out) {
   if (out < 4096 && n <= 2) return 1;
   if (t == DType::Q6_K && n >= 3 && out >= 16384) return 4;

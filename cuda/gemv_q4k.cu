@@ -1,4 +1,5 @@
-// Q4_K GEMV: the slot policy for cuda/gemv_kernel.cuh.
+// Q4_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens) and the lane policy for
+// cuda/gemv_kquant_kernel.cuh (one token; use_kquant_kernel in cuda/gemv.cu chooses).
 //
 // A 144-byte Q4_K block is 16 bytes of header (d, dmin, 12 bytes of 6-bit scales/mins) and 128
 // bytes of nibbles. Slot p (0..7) is qs bytes 16p..16p+15: chunk c = p / 2, positions

@@ -1,4 +1,5 @@
-// Q5_K GEMV: the slot policy for cuda/gemv_kernel.cuh.
+// Q5_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens) and the lane policy for
+// cuda/gemv_kquant_kernel.cuh (one token; use_kquant_kernel in cuda/gemv.cu chooses).
 //
 // A 176-byte Q5_K block is Q4_K's 16-byte header (d, dmin, 12 bytes of 6-bit scales/mins), then
 // qh (32 bytes: bit 2c of qh[l] is bit 4 of value 64c + l, bit 2c + 1 that of 64c + 32 + l),

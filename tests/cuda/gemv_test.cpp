@@ -185,14 +185,17 @@ void run_type(DType type, const std::vector<Shape>& shapes) {
               std::string(dtype_name(type)).c_str(), worst.vs_exact, worst.vs_int8);
 }
 
+// Q4_K and Q5_K have two kernels (cuda/gemv.cu, use_kquant_kernel): one token, or two on launches
+// of <= 4096 rows, take gemv_kquant_kernel.cuh, the rest gemv_kernel.cuh. The 4100-row shape puts
+// n = 2 on gemv_kernel, so both kernels are checked at n = 2 besides their own token counts.
 TEST_F(CudaGemv, Q4KMatchesReference) {
-  run_type(DType::Q4_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}});
+  run_type(DType::Q4_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}, {256, 4100}});
 }
 
 // Q5_K: uniform inputs spread over all 32 levels, so about half the values carry a qh bit and a
 // wrong qh bit or shift shows in both bounds.
 TEST_F(CudaGemv, Q5KMatchesReference) {
-  run_type(DType::Q5_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}});
+  run_type(DType::Q5_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}, {256, 4100}});
 }
 
 TEST_F(CudaGemv, Q6KMatchesReference) {
