@@ -21,6 +21,8 @@
 #include "cuda/matmul.h"
 #include "cuda/matmul_tuning.h"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
+#include "cuda/pdl.h"
 
 namespace anvil::bench::cuda_harness {
 
@@ -40,6 +42,28 @@ __global__ void max_abs_diff_kernel(const float* a, const float* b, size_t n, un
   }
   atomicMax(out, __float_as_uint(md));
   atomicMax(out + 1, __float_as_uint(mr));
+}
+
+// Reads n16 16-byte words and writes nothing (unless a value no fill produces turns up): what a
+// kernel that streams the same weight bytes once can reach, launched (programmatically) in the same
+// kind of chain as the GEMV. A short read falls well short of the copy bandwidth (14 MB: 87%,
+// 6 MB: 66% on the H100; bench/NOTES.md), so this row is the GEMV's ceiling at its size.
+__global__ void read_only_kernel(const uint4* p, int64_t n16, unsigned* sink) {
+  constexpr int kIlp = 4;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  uint32_t x = 0;
+  for (int64_t i = first; i < n16; i += stride * kIlp) {
+    uint4 v[kIlp];
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) v[k] = i + k * stride < n16 ? __ldg(p + i + k * stride) : make_uint4(0, 0, 0, 0);
+    if (i == first) cuda::pdl_wait();  // after the first loads, as the GEMV does
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) x ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
+  }
+  if (first >= n16) cuda::pdl_wait();
+  cuda::pdl_allow_dependents();
+  if (x == 0x9e3779b9u) *sink = x;
 }
 
 struct Proj {
@@ -279,6 +303,26 @@ void bench_matmul_shape(Bench& c, cuda::Context& ctx, const MatmulShape& sh, con
         pair.note = "decode's grouped launch, both matrices' bytes; " + stream_note(t, pairs);
         c.add(pair, t);
       }
+    }
+
+    // The read ceiling at this size (once per shape: it does not depend on n).
+    if (n == ns.front()) {
+      const int grid = std::max(ctx.sm_count, 1) * 8;  // 8 blocks of 256 per SM, 4 loads in flight each
+      const auto read_row = [&](const char* what, int matrices, int calls) {
+        RowSpec spec{"matmul", label, what, double(wbytes) * matrices, 0, false};
+        if (c.lost(spec)) return;
+        const int64_t n16 = int64_t((stride * size_t(matrices - 1) + wbytes) / 16);
+        Timed t = time_stream(ctx.stream, calls, c.opt.samples, [&](int i) {
+          const auto* p = reinterpret_cast<const uint4*>(w.as<char>() + stride * size_t(matrices * (i % calls)));
+          return cuda::launch_pdl("read_only_kernel", read_only_kernel, dim3(unsigned(grid)), dim3(256), 0, ctx.stream,
+                                  p, n16, tmp.as<unsigned>());
+        });
+        spec.note = "reads the weight bytes, no math: this size's ceiling; " + stream_note(t, calls);
+        c.add(spec, t);
+      };
+      read_row("ref: read-only kernel", 1, copies);
+      if (copies >= 2 && sh.names.find("gate/up") != std::string::npos)
+        read_row("ref: read-only kernel, gate + up", 2, copies / 2);
     }
 
     // The dispatcher: the tuner's choice for the shape (cuda/matmul_tuning.h: measured here, before
