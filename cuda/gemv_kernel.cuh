@@ -18,6 +18,7 @@
 
 #include "core/status.h"
 #include "cuda/check.h"
+#include "cuda/gemv_dispatch.h"
 #include "cuda/pdl.cuh"
 #include "cuda/pdl.h"
 
@@ -168,30 +169,11 @@ Status launch_rows(KernelArgs a, cudaStream_t stream) {
                     stream, a);
 }
 
-template <class Slot, int N>
-Status launch_n(const KernelArgs& a, int rows_per_warp, cudaStream_t stream) {
-  switch (rows_per_warp) {
-    case 1: return launch_rows<Slot, N, 1>(a, stream);
-    case 2: return launch_rows<Slot, N, 2>(a, stream);
-    case 4: return launch_rows<Slot, N, 4>(a, stream);
-    default: return make_error(StatusCode::invalid_argument, "gemv: rows_per_warp ", rows_per_warp, " not 1, 2 or 4");
-  }
-}
-
 // n in 1..8 (the caller splits larger batches).
 template <class Slot>
 Status launch_slots(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
-  switch (n) {
-    case 1: return launch_n<Slot, 1>(a, rows_per_warp, stream);
-    case 2: return launch_n<Slot, 2>(a, rows_per_warp, stream);
-    case 3: return launch_n<Slot, 3>(a, rows_per_warp, stream);
-    case 4: return launch_n<Slot, 4>(a, rows_per_warp, stream);
-    case 5: return launch_n<Slot, 5>(a, rows_per_warp, stream);
-    case 6: return launch_n<Slot, 6>(a, rows_per_warp, stream);
-    case 7: return launch_n<Slot, 7>(a, rows_per_warp, stream);
-    case 8: return launch_n<Slot, 8>(a, rows_per_warp, stream);
-    default: return make_error(StatusCode::internal, "gemv: ", n, " tokens in one pass (1..8)");
-  }
+  return gemv_dispatch::with_tokens_and_rows("gemv", n, rows_per_warp,
+                                             [&]<int N, int R>() { return launch_rows<Slot, N, R>(a, stream); });
 }
 
 // Per-type entry points (one .cu each).

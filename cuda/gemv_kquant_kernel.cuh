@@ -170,29 +170,11 @@ Status launch_kquant_rows(KernelArgs a, cudaStream_t stream) {
                     dim3(32 * kWarpsPerBlock), 0, stream, a);
 }
 
-template <class Policy, int N>
-Status launch_kquant_n(const KernelArgs& a, int rows_per_warp, cudaStream_t stream) {
-  switch (rows_per_warp) {
-    case 1: return launch_kquant_rows<Policy, N, 1>(a, stream);
-    case 2: return launch_kquant_rows<Policy, N, 2>(a, stream);
-    case 4: return launch_kquant_rows<Policy, N, 4>(a, stream);
-    default: return make_error(StatusCode::invalid_argument, "gemv: rows_per_warp ", rows_per_warp, " not 1, 2 or 4");
-  }
-}
-
+// n in 1..8.
 template <class Policy>
 Status launch_kquant(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
-  switch (n) {
-    case 1: return launch_kquant_n<Policy, 1>(a, rows_per_warp, stream);
-    case 2: return launch_kquant_n<Policy, 2>(a, rows_per_warp, stream);
-    case 3: return launch_kquant_n<Policy, 3>(a, rows_per_warp, stream);
-    case 4: return launch_kquant_n<Policy, 4>(a, rows_per_warp, stream);
-    case 5: return launch_kquant_n<Policy, 5>(a, rows_per_warp, stream);
-    case 6: return launch_kquant_n<Policy, 6>(a, rows_per_warp, stream);
-    case 7: return launch_kquant_n<Policy, 7>(a, rows_per_warp, stream);
-    case 8: return launch_kquant_n<Policy, 8>(a, rows_per_warp, stream);
-    default: return make_error(StatusCode::internal, "gemv: ", n, " tokens in one pass (1..8)");
-  }
+  return gemv_dispatch::with_tokens_and_rows(
+      "gemv", n, rows_per_warp, [&]<int N, int R>() { return launch_kquant_rows<Policy, N, R>(a, stream); });
 }
 
 // Whether a Q4_K / Q5_K launch of n tokens (one pass) takes this kernel or gemv_kernel.cuh's
