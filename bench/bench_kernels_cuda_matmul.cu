@@ -264,7 +264,7 @@ void bench_matmul_shape(Bench& c, cuda::Context& ctx, const MatmulShape& sh, con
         cuda::GemvParams p;
         p.weight_type = sh.type;
         p.weight = w.as<char>() + stride * size_t(i % copies);
-        p.weight_row_stride = int64_t(wbytes) / sh.out;
+        p.weight_row_stride = int64_t(*row_bytes(sh.type, uint64_t(sh.in)));
         p.in = sh.in;
         p.out = sh.out;
         p.n = int(n);

@@ -56,6 +56,27 @@ struct KernelArgs {
 
 constexpr int kWarpsPerBlock = 4;
 
+// The segment warp `warp` of a launch belongs to. Static indices only (selects, no local-memory
+// copy of the parameters).
+__device__ __forceinline__ Segment segment_of(const KernelArgs& a, int64_t warp) {
+  Segment g = a.seg[0];
+#pragma unroll
+  for (int i = 1; i < kMaxSegments; ++i)
+    if (i < a.n_segs && warp >= a.seg[i].first_warp) g = a.seg[i];
+  return g;
+}
+
+// Numbers the segments' warps (Segment::first_warp) for R rows per warp; returns the launch's
+// blocks of kWarpsPerBlock warps.
+inline int64_t number_warps(KernelArgs& a, int rows_per_warp) {
+  int64_t warps = 0;
+  for (int i = 0; i < a.n_segs; ++i) {
+    a.seg[i].first_warp = warps;
+    warps += (a.seg[i].out + rows_per_warp - 1) / rows_per_warp;
+  }
+  return (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+}
+
 // Slices a lane has in flight per round: U rounds of 32 slices are loaded before any is used.
 // With one slice per round a 2560-row Q4_K down projection (R = 1, 9.5 rounds per lane) keeps
 // ~20 KB in flight per SM, too little to cover the memory latency. Measured on the H100
@@ -77,11 +98,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelA
   constexpr int U = kRoundSlices<Slot, R>;
   const int lane = threadIdx.x & 31;
   const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  // Static indices only (selects, no local-memory copy of the parameters).
-  Segment g = a.seg[0];
-#pragma unroll
-  for (int i = 1; i < kMaxSegments; ++i)
-    if (i < a.n_segs && warp >= a.seg[i].first_warp) g = a.seg[i];
+  const Segment g = segment_of(a, warp);
   const int64_t row0 = (warp - g.first_warp) * R;
   if (row0 >= g.out) {  // the last block's spare warps
     pdl_wait();
@@ -156,15 +173,9 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kernel(const KernelA
     }
 }
 
-// Numbers the segments' warps (Segment::first_warp) for R rows per warp and launches.
 template <class Slot, int N, int R>
 Status launch_rows(KernelArgs a, cudaStream_t stream) {
-  int64_t warps = 0;
-  for (int i = 0; i < a.n_segs; ++i) {
-    a.seg[i].first_warp = warps;
-    warps += (a.seg[i].out + R - 1) / R;
-  }
-  const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const int64_t blocks = number_warps(a, R);
   return launch_pdl("gemv_kernel", gemv_kernel<Slot, N, R>, dim3(unsigned(blocks)), dim3(32 * kWarpsPerBlock), 0,
                     stream, a);
 }

@@ -113,10 +113,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kquant_kernel(const 
   static_assert(kLanesPerRow >= N, "the group's lanes store one token each");
   const int lane = threadIdx.x & 31;
   const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  Segment g = a.seg[0];  // static indices only, as in gemv_kernel
-#pragma unroll
-  for (int s = 1; s < kMaxSegments; ++s)
-    if (s < a.n_segs && warp >= a.seg[s].first_warp) g = a.seg[s];
+  const Segment g = segment_of(a, warp);
   const int64_t row0 = (warp - g.first_warp) * R;
   if (row0 >= g.out) {  // the last block's spare warps
     pdl_wait();
@@ -160,12 +157,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) gemv_kquant_kernel(const 
 
 template <class Policy, int N, int R>
 Status launch_kquant_rows(KernelArgs a, cudaStream_t stream) {
-  int64_t warps = 0;
-  for (int s = 0; s < a.n_segs; ++s) {
-    a.seg[s].first_warp = warps;
-    warps += (a.seg[s].out + R - 1) / R;
-  }
-  const int64_t blocks = (warps + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const int64_t blocks = number_warps(a, R);
   return launch_pdl("gemv_kquant_kernel", gemv_kquant_kernel<Policy, N, R>, dim3(unsigned(blocks)),
                     dim3(32 * kWarpsPerBlock), 0, stream, a);
 }
