@@ -1,0 +1,85 @@
+// Internal to cuda/attention*.cu: what the decode and prefill kernels share (the kernel
+// arguments and prefill plan, the KV-row lookup through the block table, score finishing) and the two entry points
+// cuda/attention.cu dispatches to. cuda/attention.cu's comment describes the whole op.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cuda/ops.h"
+
+namespace anvil::cuda::attn {
+
+constexpr int kMaxHeadDim = 256;
+constexpr int kDecodeMaxTokens = 4;  // a sequence with <= this many tokens in the step takes the decode kernel
+constexpr size_t kDefaultSmem = 48 * 1024;
+
+// What every attention kernel reads.
+struct AttnArgs {
+  const float* q = nullptr;
+  float* out = nullptr;
+  int64_t q_stride = 0, out_stride = 0;  // floats between rows
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t k_stride = 0, v_stride = 0;    // elements between KV rows
+  int64_t n_pages = 0;                   // pages of the layer (a page outside is never read)
+  int32_t n_heads = 0, group = 0, head_dim = 0;
+  float scale = 0.f, softcap = 0.f;
+  int32_t window = 0;
+  int32_t page_size = 0, max_blocks = 0;
+  const int32_t* positions = nullptr;
+  const int32_t* token_seq = nullptr;
+  const int32_t* seq_first_token = nullptr;
+  const int32_t* seq_n_tokens = nullptr;
+  const int32_t* block_tables = nullptr;
+};
+
+// The prefill kernels' launch plan: the sequences of one launch and where each one's tiles
+// start, passed by value (nothing is uploaded).
+constexpr int kPlanSeqs = 64;  // sequences per prefill launch
+struct PrefillPlan {
+  int32_t n_seqs = 0;
+  int32_t seq[kPlanSeqs] = {};
+  int32_t tile_start[kPlanSeqs + 1] = {};  // blockIdx.x of each sequence's first tile
+};
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline int32_t pow2_ceil(int64_t x) {
+  int32_t p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+
+__device__ __forceinline__ int32_t window_start(int32_t pos, int32_t window) {
+  return window > 0 ? max(0, pos - window + 1) : 0;
+}
+
+// KV row of position j of a sequence, or -1 when its page is missing or outside the layer (a
+// replayed graph runs with tables nobody validated; such a key is skipped, never read).
+__device__ __forceinline__ int64_t kv_row(const AttnArgs& a, const int32_t* table, int32_t j) {
+  const int32_t b = j / a.page_size;
+  const int32_t page = b < a.max_blocks ? table[b] : -1;
+  if (page < 0 || page >= a.n_pages) return -1;
+  return int64_t(page) * a.page_size + (j - b * a.page_size);
+}
+
+__device__ __forceinline__ float finish_score(float dot, float scale, float softcap) {
+  float s = scale * dot;
+  if (softcap > 0.f) s = softcap * tanhf(s / softcap);
+  return s;
+}
+
+// Decode kernel over tokens [token_offset, token_offset + rows), whose sequences' keys lie
+// within max_pages pages (cuda/attention_decode.cu).
+Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_kv_heads, int32_t token_offset,
+                  int32_t rows, int64_t max_pages);
+
+// The prefill kernels over the given sequences of the step (cuda/attention_prefill.cu).
+Status run_prefill(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_kv_heads, const DeviceStep& hs,
+                   const std::vector<int32_t>& seqs);
+
+}  // namespace anvil::cuda::attn

@@ -1,0 +1,277 @@
+// The tensor-core prefill kernel (included by cuda/attention_prefill.cu only).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/attention_kernels.cuh"
+
+namespace anvil::cuda::attn {
+namespace {
+
+// Prefill on tensor cores (F16 KV, head_dim 64 / 128 / 256)
+//
+// FlashAttention-2's layout on mma.sync m16n8k16 (f16 in, f32 accumulate): 4 warps x 16 rows of
+// 64 (token, head) rows; per K/V tile of BN keys, S = Q K^T in registers (Q and K fragments by
+// ldmatrix from padded shared rows: a row is HD + 8 halves, so the 8 rows of an 8x8 matrix fall
+// in 8 different 16-byte bank groups), mask/scale/softcap/online softmax on the accumulators,
+// then P (f16, straight from S's accumulator layout) times V (ldmatrix.trans). K/V rows are
+// gathered through the block table with cp.async. Q and P are rounded to f16 here: about 5e-4
+// relative each, hence the looser test tolerance for this path.
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+// d += a (16x16, row) * b (16x8, col); f16 inputs, f32 accumulators.
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(smem)), "l"(gmem));
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.commit_group;\n" ::);
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  return uint32_t(__half_as_ushort(__float2half_rn(lo))) | (uint32_t(__half_as_ushort(__float2half_rn(hi))) << 16);
+}
+
+constexpr int kMmaRows = 64;  // (token, head) rows per tile: 4 warps x 16
+
+template <int HD>
+struct MmaTile {
+  static constexpr int BN = HD >= 256 ? 32 : 64;  // keys per K/V tile (registers at HD 256)
+  static constexpr int ST = HD + 8;               // halves per shared row
+  static constexpr size_t krow_bytes = BN * sizeof(int64_t);
+  static constexpr size_t q_halves = size_t(kMmaRows) * ST;
+  static constexpr size_t kv_halves = size_t(BN) * ST;
+  static constexpr size_t bytes =
+      krow_bytes + (q_halves + 2 * kv_halves) * sizeof(__half) + (2 * kMmaRows + 2) * sizeof(int32_t);
+};
+
+// grid (planned tiles of kMmaRows rows, n_kv_heads), 128 threads.
+template <int HD>
+__global__ void __launch_bounds__(128)
+    prefill_mma_kernel(const __grid_constant__ AttnArgs a, const __grid_constant__ PrefillPlan plan) {
+  using T = MmaTile<HD>;
+  constexpr int BM = kMmaRows, BN = T::BN, ST = T::ST;
+  constexpr int NT = BN / 8;  // key n-tiles of S
+  constexpr int DT = HD / 8;  // dim n-tiles of O
+  static_assert(NT % 2 == 0 && DT % 2 == 0 && HD % 16 == 0);
+  extern __shared__ __align__(16) unsigned char mma_smem[];
+  int64_t* krow_s = reinterpret_cast<int64_t*>(mma_smem);
+  __half* Qs = reinterpret_cast<__half*>(mma_smem + T::krow_bytes);
+  __half* Ks = Qs + T::q_halves;
+  __half* Vs = Ks + T::kv_halves;
+  int32_t* pos_s = reinterpret_cast<int32_t*>(Vs + T::kv_halves);
+  int32_t* lo_s = pos_s + BM;
+  int32_t* range_s = lo_s + BM;
+
+  int e = 0;
+  while (e + 1 < plan.n_seqs && plan.tile_start[e + 1] <= int32_t(blockIdx.x)) ++e;
+  const int32_t s = plan.seq[e];
+  const int32_t tile = int32_t(blockIdx.x) - plan.tile_start[e];
+  const int32_t kvh = int32_t(blockIdx.y);
+  const int32_t first = a.seq_first_token[s], n_tok = a.seq_n_tokens[s];
+  const int32_t G = a.group;
+  const int tid = int(threadIdx.x), warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, c4 = lane & 3;  // accumulator row within 8, column pair
+
+  if (warp == 0) {
+    int32_t pmax = -1, lmin = INT_MAX;
+    for (int r = lane; r < BM; r += 32) {
+      const int64_t f = int64_t(tile) * BM + r;
+      const int64_t tok = f / G;
+      int32_t pos = -1, lo = INT_MAX;
+      if (tok < n_tok) {
+        pos = a.positions[first + tok];
+        lo = window_start(pos, a.window);
+      }
+      pos_s[r] = pos;
+      lo_s[r] = lo;
+      pmax = max(pmax, pos);
+      lmin = min(lmin, lo);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      pmax = max(pmax, __shfl_xor_sync(0xffffffffu, pmax, off));
+      lmin = min(lmin, __shfl_xor_sync(0xffffffffu, lmin, off));
+    }
+    if (lane == 0) {
+      range_s[0] = lmin;
+      range_s[1] = pmax;
+    }
+  }
+  for (int idx = tid; idx < BM * (HD / 2); idx += 128) {
+    const int r = idx / (HD / 2), d = (idx % (HD / 2)) * 2;
+    const int64_t f = int64_t(tile) * BM + r;
+    const int64_t tok = f / G;
+    float x0 = 0.f, x1 = 0.f;
+    if (tok < n_tok) {
+      const int32_t h = int32_t(f - tok * G);
+      const float* src = a.q + (first + tok) * a.q_stride + int64_t(kvh * G + h) * HD + d;
+      x0 = src[0];
+      x1 = src[1];
+    }
+    Qs[r * ST + d] = __float2half_rn(x0);
+    Qs[r * ST + d + 1] = __float2half_rn(x1);
+  }
+  __syncthreads();
+  const int32_t kmin = range_s[0], kmax = range_s[1];
+  const int32_t* table = a.block_tables + int64_t(s) * a.max_blocks;
+  const __half* kbase = static_cast<const __half*>(a.k) + int64_t(kvh) * HD;
+  const __half* vbase = static_cast<const __half*>(a.v) + int64_t(kvh) * HD;
+  const int row0 = warp * 16 + g, row1 = row0 + 8;
+  const int32_t pos0 = pos_s[row0], lo0 = lo_s[row0], pos1 = pos_s[row1], lo1 = lo_s[row1];
+
+  float o[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o[dt][i] = 0.f;
+  float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f};  // rows row0, row1 (l: this thread's part)
+
+  for (int32_t kt = kmin; kt <= kmax; kt += BN) {
+    if (tid < BN) {
+      const int32_t j = kt + tid;
+      krow_s[tid] = j <= kmax ? kv_row(a, table, j) : -1;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < BN * (HD / 8); idx += 128) {
+      const int c = idx / (HD / 8), part = (idx % (HD / 8)) * 8;
+      const int64_t r = krow_s[c];
+      __half* kd = Ks + c * ST + part;
+      __half* vd = Vs + c * ST + part;
+      if (r >= 0) {
+        cp_async_16(kd, kbase + r * a.k_stride + part);
+        cp_async_16(vd, vbase + r * a.v_stride + part);
+      } else {  // zeros, not NaN from an unwritten page (see prefill_kernel)
+        *reinterpret_cast<uint4*>(kd) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(vd) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    cp_async_wait_all();
+    __syncthreads();
+
+    float sc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) sc[nt][i] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ++ks) {
+      uint32_t af[4];
+      ldmatrix_x4(af, Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + ks * 16 + (lane >> 4) * 8);
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, Ks + (np * 16 + (lane & 7) + (lane >> 4) * 8) * ST + ks * 16 + ((lane >> 3) & 1) * 8);
+        mma_16816(sc[2 * np], af, bf[0], bf[1]);
+        mma_16816(sc[2 * np + 1], af, bf[2], bf[3]);
+      }
+    }
+
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int c = nt * 8 + 2 * c4 + (i & 1);
+        const int32_t key = kt + c;
+        const bool upper = i >= 2;
+        const bool ok = krow_s[c] >= 0 && key <= (upper ? pos1 : pos0) && key >= (upper ? lo1 : lo0);
+        sc[nt][i] = ok ? finish_score(sc[nt][i], a.scale, a.softcap) : -INFINITY;
+        mx[i >> 1] = fmaxf(mx[i >> 1], sc[nt][i]);
+      }
+    float corr[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      const float mn = fmaxf(m_r[i], mx[i]);
+      corr[i] = mn == -INFINITY ? 1.f : expf(m_r[i] - mn);
+      m_r[i] = mn;
+      l_r[i] *= corr[i];
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float mr = m_r[i >> 1];
+        const float pv = mr == -INFINITY ? 0.f : expf(sc[nt][i] - mr);
+        sc[nt][i] = pv;
+        l_r[i >> 1] += pv;
+      }
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      o[dt][0] *= corr[0];
+      o[dt][1] *= corr[0];
+      o[dt][2] *= corr[1];
+      o[dt][3] *= corr[1];
+    }
+
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      // S's accumulators of key n-tiles 2kk, 2kk+1 are exactly the A fragment of keys 16kk..+15.
+      uint32_t pa[4];
+      pa[0] = pack_half2(sc[2 * kk][0], sc[2 * kk][1]);
+      pa[1] = pack_half2(sc[2 * kk][2], sc[2 * kk][3]);
+      pa[2] = pack_half2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+      pa[3] = pack_half2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+      for (int dp = 0; dp < DT / 2; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + dp * 16 + (lane >> 4) * 8);
+        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
+        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // the next tile overwrites krow_s, Ks, Vs
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l_r[i] += __shfl_xor_sync(0xffffffffu, l_r[i], 1);
+    l_r[i] += __shfl_xor_sync(0xffffffffu, l_r[i], 2);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = i == 0 ? row0 : row1;
+    const int64_t f = int64_t(tile) * BM + r;
+    const int64_t tok = f / G;
+    if (tok >= n_tok) continue;
+    const int32_t h = int32_t(f - tok * G);
+    const float inv = 1.f / l_r[i];
+    float* orow = a.out + (first + tok) * a.out_stride + int64_t(kvh * G + h) * HD;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      orow[dt * 8 + 2 * c4] = o[dt][2 * i] * inv;
+      orow[dt * 8 + 2 * c4 + 1] = o[dt][2 * i + 1] * inv;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace anvil::cuda::attn
