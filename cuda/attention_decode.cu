@@ -27,6 +27,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "cuda/attention_kernels.cuh"
@@ -53,6 +55,10 @@ constexpr int64_t kMinKeysPerSplitShort = 32;
 constexpr int64_t kMinKeysPerSplit = 128;
 constexpr int64_t kMaxKeysPerSplit = 2048;
 constexpr int64_t kMaxSplits = 256;
+// A split's block-table entries are staged in shared memory when it spans at most this many
+// pages (2048 keys at 16 per page); longer splits read the table in global memory.
+constexpr int32_t kStagedPages = 128;
+constexpr int32_t kPrefetchKeys = 64;  // keys whose K/V rows are prefetched to L2 before the wait
 constexpr size_t kSplitScratchBudget = size_t(64) << 20;  // bytes of split-K partials at most
 
 struct DecodeArgs {
@@ -63,6 +69,7 @@ struct DecodeArgs {
   int32_t n_splits = 1, pages_per_split = 1;
   int32_t tpk = 32;               // lanes per key (power of two <= 32)
   int32_t nvec = 0;               // head_dim / elements per load
+  int32_t stage = 1;              // stage the split's block-table entries and prefetch its K/V before the wait
   float* part_ml = nullptr;       // [rows][n_heads][n_splits][2]: max, sum
   float* part_acc = nullptr;      // [rows][n_heads][n_splits][head_dim]
 };
@@ -108,11 +115,16 @@ size_t decode_smem_floats(int n_groups, int hd) {
 // grid (rows, n_kv_heads * n_chunks, n_splits), kDecodeThreads threads. See the file comment.
 template <typename KvT, bool kVec, int HB>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __grid_constant__ DecodeArgs p) {
-  pdl_begin();  // cuda/pdl.cuh
+  // Before the wait (cuda/pdl.cuh) this kernel reads only the step's arrays (positions, sequence
+  // ranges, block tables: the host uploads them before the step's first kernel and no kernel
+  // writes them) and asks L2 for the K/V rows it will read, which changes no memory. So the
+  // page-table loads and the first K/V rows' trip from HBM overlap the kernel before this one.
+  pdl_allow_dependents();
   constexpr int VEC = kVec ? int(16 / sizeof(KvT)) : 1;
   constexpr int NSLOT = kLaneElems / VEC;   // loads per lane per row
   constexpr int KEYS = HB >= 8 ? 1 : 2;     // keys per group per iteration (register budget at HB 8)
   extern __shared__ float smem[];
+  __shared__ int32_t pages_s[kStagedPages];  // the split's block-table entries, when staged
   const AttnArgs& a = p.a;
 
   const int32_t row = int32_t(blockIdx.x);
@@ -120,7 +132,10 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
   const int32_t kvh = int32_t(blockIdx.y) / p.n_chunks, chunk = int32_t(blockIdx.y) % p.n_chunks;
   const int32_t split = int32_t(blockIdx.z);
   const int32_t s = a.token_seq[t];
-  if (a.seq_n_tokens[s] > p.decode_max_tokens) return;  // the prefill kernel's token
+  if (a.seq_n_tokens[s] > p.decode_max_tokens) {  // the prefill kernel's token
+    pdl_wait();
+    return;
+  }
   const int32_t hd = a.head_dim;
   const int32_t pos = a.positions[t];
   const int32_t lo = window_start(pos, a.window);
@@ -131,6 +146,29 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
   const int32_t n_h = min(HB, a.group - h_first);
   const int32_t hq0 = kvh * a.group + h_first;
   const int64_t part0 = (int64_t(row) * a.n_heads + hq0) * p.n_splits + split;  // + h * n_splits
+
+  const int32_t* table = a.block_tables + int64_t(s) * a.max_blocks;
+  const KvT* kbase = static_cast<const KvT*>(a.k) + int64_t(kvh) * hd;
+  const KvT* vbase = static_cast<const KvT*>(a.v) + int64_t(kvh) * hd;
+  const int32_t page0 = split * p.pages_per_split;  // the split's first page
+  const bool staged = p.stage && p.pages_per_split <= kStagedPages;  // block-uniform
+  if (staged && k0 < k1) {
+    const int32_t n_pages = min(p.pages_per_split, a.max_blocks - page0);
+    for (int32_t i = int32_t(threadIdx.x); i < n_pages; i += kDecodeThreads) pages_s[i] = table[page0 + i];
+    __syncthreads();
+    constexpr int kLine = 128;
+    const int32_t lines = int32_t((int64_t(hd) * sizeof(KvT) + kLine - 1) / kLine);  // per K or V slice
+    const int32_t n_keys = min(k1 - k0, kPrefetchKeys);
+    for (int32_t i = int32_t(threadIdx.x); i < n_keys * 2 * lines; i += kDecodeThreads) {
+      const int32_t key = i / (2 * lines), rest = i - key * 2 * lines;
+      const int64_t r = kv_row(a, pages_s, k0 + key, page0);
+      if (r < 0) continue;
+      const KvT* slice = rest < lines ? kbase + r * a.k_stride : vbase + r * a.v_stride;
+      prefetch_l2(reinterpret_cast<const char*>(slice) + (rest % lines) * kLine);
+    }
+  }
+  pdl_wait();
+
   if (k0 >= k1) {  // nothing of this token in this split (only possible with n_splits > 1)
     if (int32_t(threadIdx.x) < n_h && p.n_splits > 1) {
       float* ml = p.part_ml + (part0 + int64_t(threadIdx.x) * p.n_splits) * 2;
@@ -165,10 +203,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
       for (int e = 0; e < VEC; ++e)
         qr[h][sl * VEC + e] = (h < n_h && dval[sl]) ? qrow[int64_t(h) * hd + dofs[sl] + e] : 0.f;
 
-  const int32_t* table = a.block_tables + int64_t(s) * a.max_blocks;
-  const KvT* kbase = static_cast<const KvT*>(a.k) + int64_t(kvh) * hd;
-  const KvT* vbase = static_cast<const KvT*>(a.v) + int64_t(kvh) * hd;
-
   float m[HB], l[HB], acc[HB][kLaneElems];
 #pragma unroll
   for (int h = 0; h < HB; ++h) {
@@ -186,7 +220,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(const __gr
 #pragma unroll
     for (int u = 0; u < KEYS; ++u) {
       const int32_t j = base + u * n_groups + kg;
-      const int64_t r = j < k1 ? kv_row(a, table, j) : -1;
+      const int64_t r = j >= k1 ? -1 : staged ? kv_row(a, pages_s, j, page0) : kv_row(a, table, j);
       valid[u] = r >= 0;
 #pragma unroll
       for (int sl = 0; sl < NSLOT; ++sl) {
@@ -392,6 +426,12 @@ Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_
   const int nslot = kLaneElems / VEC;
   d.nvec = a.head_dim / VEC;
   d.tpk = std::min(32, pow2_ceil(ceil_div(d.nvec, nslot)));
+  // ANVIL_CUDA_ATTN_STAGE=0 reads the block table in the loop and prefetches nothing (A/B).
+  static const bool stage = [] {
+    const char* v = std::getenv("ANVIL_CUDA_ATTN_STAGE");
+    return !(v && std::string(v) == "0");
+  }();
+  d.stage = stage ? 1 : 0;
   const int n_groups = kDecodeThreads / d.tpk;
   const size_t smem = decode_smem_bytes(hb, n_groups, a.head_dim);
   if (smem > kDefaultSmem)

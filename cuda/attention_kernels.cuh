@@ -60,9 +60,12 @@ __device__ __forceinline__ int32_t window_start(int32_t pos, int32_t window) {
 
 // KV row of position j of a sequence, or -1 when its page is missing or outside the layer (a
 // replayed graph runs with tables nobody validated; such a key is skipped, never read).
-__device__ __forceinline__ int64_t kv_row(const AttnArgs& a, const int32_t* table, int32_t j) {
+// table[i] is the entry of the sequence's block first_block + i (the whole row, or a staged
+// slice of it that holds j's block).
+__device__ __forceinline__ int64_t kv_row(const AttnArgs& a, const int32_t* table, int32_t j,
+                                          int32_t first_block = 0) {
   const int32_t b = j / a.page_size;
-  const int32_t page = b < a.max_blocks ? table[b] : -1;
+  const int32_t page = b < a.max_blocks ? table[b - first_block] : -1;
   if (page < 0 || page >= a.n_pages) return -1;
   return int64_t(page) * a.page_size + (j - b * a.page_size);
 }

@@ -2,7 +2,8 @@
 // (cuda/pdl.h) may start while the kernel before it on the stream is still running, so it must:
 //   - call pdl_wait() before it reads anything an earlier kernel wrote and before its first
 //     global write (an earlier kernel may still be reading that memory); only data no kernel
-//     writes (the weights) may be read before it;
+//     writes may be read before it: the weights, and a step's DeviceStep arrays (positions,
+//     sequence ranges, block tables), which the host uploads before the step's first kernel;
 //   - call pdl_wait() in every thread that goes on to read or write (a grid that never waits
 //     could finish before its predecessor, and the kernel after it would see stale memory).
 // pdl_allow_dependents() lets the next kernel's blocks be scheduled (they then wait in their own
