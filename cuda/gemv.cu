@@ -10,6 +10,7 @@
 #include "cuda/check.h"
 #include "cuda/gemv_kernel.cuh"
 #include "cuda/gemv_kquant_kernel.cuh"
+#include "cuda/gemv_mma_kernel.cuh"
 #include "cuda/gemv_quantize.cuh"
 
 namespace anvil::cuda {
@@ -111,6 +112,21 @@ bool use_kquant_kernel(const KernelArgs& a, int n) {
   int64_t rows = 0;
   for (int s = 0; s < a.n_segs; ++s) rows += a.seg[s].out;
   return n == 1 || rows <= 4096;
+}
+
+// The tensor-core GEMV (cuda/gemv_mma_kernel.cuh) for the 2..8-token launches use_kquant_kernel
+// leaves to gemv_kernel. bench-kernels, H100, one lease (us, GEMV alone, gemv_kernel -> mma):
+// Qwen3-4B n = 8 gate 17.9 -> 14.1, gate + up 29.8 -> 20.8, down 20.4 -> 14.6, o 9.2 -> 7.2,
+// k/v 5.4 -> 3.9; n = 2 gate + up 17.3 -> 15.8. At n = 2 it loses to the kquant kernel on
+// <= 4096 rows (o 4.9 vs 6.2, down 9.8 vs 12.6), which is asked first. bench-e2e with the mma
+// kernel at every n = 2..8: tg128 x 8 +11-13% on the three presets, x 2 +0.5-1.6%.
+// ANVIL_CUDA_GEMV_MMA=0 keeps gemv_kernel (A/B).
+bool use_mma_kernel(int n) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("ANVIL_CUDA_GEMV_MMA");
+    return !(v && std::string(v) == "0");
+  }();
+  return enabled && n >= 2 && n <= kMmaMaxTokens;
 }
 }  // namespace gemv_detail
 

@@ -1,5 +1,6 @@
-// Q4_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens) and the lane policy for
-// cuda/gemv_kquant_kernel.cuh (one token; use_kquant_kernel in cuda/gemv.cu chooses).
+// Q4_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens), the lane policy for
+// cuda/gemv_kquant_kernel.cuh (one token) and the fragment policy for cuda/gemv_mma_kernel.cuh
+// (2..8 tokens on tensor cores); use_kquant_kernel / use_mma_kernel in cuda/gemv.cu choose.
 //
 // A 144-byte Q4_K block is 16 bytes of header (d, dmin, 12 bytes of 6-bit scales/mins) and 128
 // bytes of nibbles. Slot p (0..7) is qs bytes 16p..16p+15: chunk c = p / 2, positions
@@ -13,6 +14,7 @@
 // per 32 values.
 #include "cuda/gemv_kernel.cuh"
 #include "cuda/gemv_kquant_kernel.cuh"
+#include "cuda/gemv_mma_kernel.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemv_detail {
@@ -104,10 +106,33 @@ struct Q4KPolicy {
   }
 };
 
+// cuda/gemv_mma_kernel.cuh: lane t's 8 bytes of each 32-byte chunk; sub-block s is chunk s / 2's
+// low (s even) or high nibbles.
+struct Q4KMmaPolicy {
+  static constexpr int kBytes = qblk::kQ4KBytes;
+  struct Raw {
+    uint4 header;
+    uint2 qs[4];
+  };
+  __device__ static Raw load(const uint8_t* blk, int t) {
+    Raw r;
+    r.header = qblk::load_16(blk);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) r.qs[c] = load_8(blk + 16 + 32 * c + 8 * t);
+    return r;
+  }
+  __device__ static uint2 quants(const Raw& r, int s) {
+    const uint2 w = r.qs[s / 2];
+    const int shift = 4 * (s % 2);
+    return make_uint2((w.x >> shift) & 0x0f0f0f0fu, (w.y >> shift) & 0x0f0f0f0fu);
+  }
+};
+
 }  // namespace
 
 Status launch_q4k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
   if (use_kquant_kernel(a, n)) return launch_kquant<Q4KPolicy>(a, n, rows_per_warp, stream);
+  if (use_mma_kernel(n)) return launch_mma<Q4KMmaPolicy>(a, n, stream);
   return launch_slots<Q4KSlot>(a, n, rows_per_warp, stream);
 }
 

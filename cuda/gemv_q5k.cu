@@ -1,5 +1,6 @@
-// Q5_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens) and the lane policy for
-// cuda/gemv_kquant_kernel.cuh (one token; use_kquant_kernel in cuda/gemv.cu chooses).
+// Q5_K GEMV: the slot policy for cuda/gemv_kernel.cuh (several tokens), the lane policy for
+// cuda/gemv_kquant_kernel.cuh (one token) and the fragment policy for cuda/gemv_mma_kernel.cuh
+// (2..8 tokens on tensor cores); use_kquant_kernel / use_mma_kernel in cuda/gemv.cu choose.
 //
 // A 176-byte Q5_K block is Q4_K's 16-byte header (d, dmin, 12 bytes of 6-bit scales/mins), then
 // qh (32 bytes: bit 2c of qh[l] is bit 4 of value 64c + l, bit 2c + 1 that of 64c + 32 + l),
@@ -15,6 +16,7 @@
 // add half of the min term.
 #include "cuda/gemv_kernel.cuh"
 #include "cuda/gemv_kquant_kernel.cuh"
+#include "cuda/gemv_mma_kernel.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemv_detail {
@@ -113,10 +115,35 @@ struct Q5KPolicy {
   }
 };
 
+// cuda/gemv_mma_kernel.cuh: lane t's 8 bytes of each 32-byte qs chunk and the same 8 bytes of qh
+// (bit s of qh byte l is bit 4 of sub-block s's value l).
+struct Q5KMmaPolicy {
+  static constexpr int kBytes = qblk::kQ5KBytes;
+  struct Raw {
+    uint4 header;
+    uint2 qh, qs[4];
+  };
+  __device__ static Raw load(const uint8_t* blk, int t) {
+    Raw r;
+    r.header = qblk::load_16(blk);
+    r.qh = load_8(blk + 16 + 8 * t);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) r.qs[c] = load_8(blk + 48 + 32 * c + 8 * t);
+    return r;
+  }
+  __device__ static uint2 quants(const Raw& r, int s) {
+    const uint2 w = r.qs[s / 2];
+    const int shift = 4 * (s % 2);
+    return make_uint2(uint32_t(qblk::q5k_with_high_bits(int((w.x >> shift) & 0x0f0f0f0fu), r.qh.x, s)),
+                      uint32_t(qblk::q5k_with_high_bits(int((w.y >> shift) & 0x0f0f0f0fu), r.qh.y, s)));
+  }
+};
+
 }  // namespace
 
 Status launch_q5k(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
   if (use_kquant_kernel(a, n)) return launch_kquant<Q5KPolicy>(a, n, rows_per_warp, stream);
+  if (use_mma_kernel(n)) return launch_mma<Q5KMmaPolicy>(a, n, stream);
   return launch_slots<Q5KSlot>(a, n, rows_per_warp, stream);
 }
 

@@ -1,0 +1,173 @@
+// The decode GEMV for 2..8 tokens on int8 tensor cores (mma.sync m16n8k32, u8 weights x s8
+// activations, s32 sums), for the Q4_K-layout weight types (Q4_K, Q5_K).
+//
+// Why: with several tokens, gemv_kernel.cuh and gemv_kquant_kernel.cuh spend ~2 instructions per
+// weight *per token* on dp4a, scales and index math (bench/NOTES.md: at n = 8 a Qwen3-4B gate/up
+// GEMV takes 2x its n = 1 time, for the same bytes). One mma.m16n8k32 takes a whole 32-value
+// sub-block of 16 rows against all 8 token columns, so the per-weight work no longer grows with
+// the token count: what is left per sub-block is the scale epilogue (4 sums per lane).
+//
+// Work split: a CTA of KW warps owns one tile of 16 rows; warp w takes super-blocks
+// w, w + KW, ... of the tile's rows and the warps' partial sums are added in shared memory.
+// Lane (g = lane / 4, t = lane % 4) holds rows g and g + 8. The sum over k does not depend on which
+// weight is called k, as long as the activations use the same order: in a 32-value sub-block,
+// lane t's A fragment words are the physical quants 8t..8t+3 (mma's k 4t..4t+3) and 8t+4..8t+7
+// (k 16+4t..16+4t+3), and its B fragment is the same bytes of token g's int8 activations. So
+// each lane reads 8 contiguous bytes of each 32-byte qs chunk (Q4_K: the chunk's low nibbles are
+// sub-block 2c, its high nibbles sub-block 2c + 1: one load feeds two mmas).
+//
+// Per sub-block, the int32 result (row r, token j) is the same integer dot product the dp4a
+// kernels compute, and takes the same formula: d sc da (q . qa) - dmin m sa.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/gemv_kernel.cuh"
+#include "cuda/quant_blocks.cuh"
+
+namespace anvil::cuda::gemv_detail {
+
+constexpr int kMmaRows = 16;      // rows per CTA tile (the mma's M)
+constexpr int kMmaMaxTokens = 8;  // the mma's N
+// Warps per tile (KW), splitting its super-blocks: 4 (what was measured; bench/NOTES.md has a
+// probe where 8 wins on launches of few tiles).
+constexpr int kMmaWarps = 4;
+
+// c = A (16 x 32, row, u8) * B (32 x 8, col, s8). Fragments (PTX ISA, "mma.m16n8k32"), g = lane / 4,
+// t = lane % 4: a0 = A[g][4t..4t+3], a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..];
+// b0 = B[4t..4t+3][g], b1 = B[16+4t..][g]; c0/c1 = C[g][2t, 2t+1], c2/c3 = C[g+8][2t, 2t+1].
+__device__ __forceinline__ void mma_u8s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %10, %10, %10};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+
+__device__ __forceinline__ uint2 load_8(const uint8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
+
+// Scale and min of sub-block s (0..7) from a Q4_K-layout header (quant/blocks.h): s < 4 has
+// scale = byte s & 63, min = byte s + 4 & 63; s >= 4 has the low 4 bits in byte s + 4 (scale low
+// nibble, min high nibble) and the high 2 bits in the top of bytes s - 4 and s.
+struct MmaSubScales {
+  float sc[8], m[8];
+};
+__device__ __forceinline__ MmaSubScales mma_sub_scales(const uint4& h) {
+  MmaSubScales r;
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const uint32_t y = (h.y >> (8 * s)) & 0xffu, z = (h.z >> (8 * s)) & 0xffu, w = (h.w >> (8 * s)) & 0xffu;
+    r.sc[s] = float(y & 63u);
+    r.m[s] = float(z & 63u);
+    r.sc[s + 4] = float((w & 15u) | ((y >> 6) << 4));
+    r.m[s + 4] = float((w >> 4) | ((z >> 6) << 4));
+  }
+  return r;
+}
+
+// Policy: kBytes, Raw (one row's share of a block for lane t), load(block, t), quants(raw, s) ->
+// the A-fragment words (low: physical 8t..8t+3, high: 8t+4..8t+7) of sub-block s as u8 lanes.
+template <class Policy, int KW>
+__global__ void __launch_bounds__(32 * KW) gemv_mma_kernel(const KernelArgs a, int n) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const Segment seg = segment_of(a, blockIdx.x);  // first_warp numbers 16-row tiles here
+  const int64_t row0 = (int64_t(blockIdx.x) - seg.first_warp) * kMmaRows;
+  // Rows past the end re-read the last row and are never stored.
+  const uint8_t* wa = seg.weight + min(row0 + g, seg.out - 1) * seg.row_stride;
+  const uint8_t* wb = seg.weight + min(row0 + g + 8, seg.out - 1) * seg.row_stride;
+  const bool has_token = g < n;  // B column g
+  const int8_t* xg = a.act.q + int64_t(min(g, n - 1)) * a.act.in + 8 * t;
+  const int64_t subs_per_token = a.act.in / 32;
+  const float2* ds0 = a.act.ds + int64_t(min(2 * t, n - 1)) * subs_per_token;      // token 2t
+  const float2* ds1 = a.act.ds + int64_t(min(2 * t + 1, n - 1)) * subs_per_token;  // token 2t + 1
+
+  typename Policy::Raw ra, rb;
+  int b = warp;
+  if (b < a.blocks_per_row) {  // weights: no kernel writes them, so before the wait
+    ra = Policy::load(wa + int64_t(b) * Policy::kBytes, t);
+    rb = Policy::load(wb + int64_t(b) * Policy::kBytes, t);
+  }
+  pdl_wait();
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};  // (row g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)
+  for (; b < a.blocks_per_row; b += KW) {
+    if (b != warp) {
+      ra = Policy::load(wa + int64_t(b) * Policy::kBytes, t);
+      rb = Policy::load(wb + int64_t(b) * Policy::kBytes, t);
+    }
+    const MmaSubScales sa = mma_sub_scales(ra.header), sb = mma_sub_scales(rb.header);
+    float s[4] = {0.f, 0.f, 0.f, 0.f}, m[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int sub = 0; sub < 8; ++sub) {
+      const float sca = sa.sc[sub], scb = sb.sc[sub], mna = sa.m[sub], mnb = sb.m[sub];
+      // Sub-block sub's values are activations 32 sub .. of the block: Q4_K chunk c = sub / 2
+      // holds sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) at the same bytes.
+      const int64_t k0 = int64_t(b) * 256 + 64 * (sub / 2) + 32 * (sub % 2);
+      const uint2 x = has_token ? load_8(reinterpret_cast<const uint8_t*>(xg + k0)) : make_uint2(0u, 0u);
+      const uint2 qa = Policy::quants(ra, sub), qb = Policy::quants(rb, sub);
+      int r[4];
+      mma_u8s8_16832(r, qa.x, qb.x, qa.y, qb.y, x.x, x.y);
+      const int64_t j = k0 / 32;
+      const float2 x0 = __ldg(ds0 + j), x1 = __ldg(ds1 + j);  // (da, sa) of tokens 2t, 2t + 1
+      s[0] = fmaf(sca * x0.x, float(r[0]), s[0]);
+      s[1] = fmaf(sca * x1.x, float(r[1]), s[1]);
+      s[2] = fmaf(scb * x0.x, float(r[2]), s[2]);
+      s[3] = fmaf(scb * x1.x, float(r[3]), s[3]);
+      m[0] = fmaf(mna, x0.y, m[0]);
+      m[1] = fmaf(mna, x1.y, m[1]);
+      m[2] = fmaf(mnb, x0.y, m[2]);
+      m[3] = fmaf(mnb, x1.y, m[3]);
+    }
+    const float2 dma = __half22float2(*reinterpret_cast<const __half2*>(&ra.header.x));  // d, dmin
+    const float2 dmb = __half22float2(*reinterpret_cast<const __half2*>(&rb.header.x));
+    acc[0] += fmaf(dma.x, s[0], -dma.y * m[0]);
+    acc[1] += fmaf(dma.x, s[1], -dma.y * m[1]);
+    acc[2] += fmaf(dmb.x, s[2], -dmb.y * m[2]);
+    acc[3] += fmaf(dmb.x, s[3], -dmb.y * m[3]);
+  }
+  pdl_allow_dependents();  // every weight load is issued (see gemv_kernel)
+
+  __shared__ float partial[KW][4][32];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) partial[warp][i][lane] = acc[i];
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < KW; ++w) v += partial[w][i][lane];  // a fixed order
+    const int64_t row = row0 + g + 8 * (i / 2);
+    const int token = 2 * t + i % 2;
+    if (token < n && row < seg.out) seg.y[token * seg.y_stride + row] = v;
+  }
+}
+
+// Numbers the segments' 16-row tiles (Segment::first_warp) and returns the launch's CTAs.
+inline int64_t number_mma_tiles(KernelArgs& a) {
+  int64_t tiles = 0;
+  for (int i = 0; i < a.n_segs; ++i) {
+    a.seg[i].first_warp = tiles;
+    tiles += (a.seg[i].out + kMmaRows - 1) / kMmaRows;
+  }
+  return tiles;
+}
+
+// n in 2..8.
+template <class Policy>
+Status launch_mma(KernelArgs a, int n, cudaStream_t stream) {
+  const int64_t tiles = number_mma_tiles(a);
+  return launch_pdl("gemv_mma_kernel", gemv_mma_kernel<Policy, kMmaWarps>, dim3(unsigned(tiles)),
+                    dim3(32 * kMmaWarps), 0, stream, a, n);
+}
+
+// Whether a Q4_K / Q5_K launch of n tokens takes this kernel (cuda/gemv.cu); asked after
+// use_kquant_kernel.
+bool use_mma_kernel(int n);
+
+}  // namespace anvil::cuda::gemv_detail
