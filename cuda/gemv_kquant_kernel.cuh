@@ -2,8 +2,8 @@
 // twelve bytes of 6-bit scales/mins, then 128 bytes of nibbles; Q5_K adds 32 bytes of fifth bits).
 // It takes over from cuda/gemv_kernel.cuh's work split for one token (and two on narrow launches;
 // use_kquant_kernel), where that kernel was issue-bound: ~2.3 instructions per weight, as each lane
-// decoded a header for every 32 weights. With more tokens gemv_kernel stays: it shares each
-// activation load over R rows, and this kernel's per-token cost then dominates.
+// decoded a header for every 32 weights. With more tokens this kernel's per-token cost dominates;
+// those launches take cuda/gemv_mma_kernel.cuh (tensor cores).
 //
 // Work split:
 //   - a warp owns R consecutive rows; lane group r (32 / R lanes) owns row r alone, so a row's
