@@ -32,8 +32,9 @@ namespace anvil::cuda::gemv_detail {
 
 constexpr int kMmaRows = 16;      // rows per CTA tile (the mma's M)
 constexpr int kMmaMaxTokens = 8;  // the mma's N
-// Warps per tile (KW), splitting its super-blocks: 4 (what was measured; bench/NOTES.md has a
-// probe where 8 wins on launches of few tiles).
+// Warps per tile (KW), splitting its super-blocks: 4 (H100, bench/NOTES.md). 8 on launches of
+// fewer than 400 tiles won in a probe, but in this kernel at n = 8 it ran k/v at 0.96x gemv_kernel's
+// time where 4 ran 0.73x, o 0.84x vs 0.77x, down 0.76x vs 0.71x.
 constexpr int kMmaWarps = 4;
 
 // c = A (16 x 32, row, u8) * B (32 x 8, col, s8). Fragments (PTX ISA, "mma.m16n8k32"), g = lane / 4,
@@ -49,25 +50,6 @@ __device__ __forceinline__ void mma_u8s8_16832(int (&c)[4], uint32_t a0, uint32_
 }
 
 __device__ __forceinline__ uint2 load_8(const uint8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
-
-// Scale and min of sub-block s (0..7) from a Q4_K-layout header (quant/blocks.h): s < 4 has
-// scale = byte s & 63, min = byte s + 4 & 63; s >= 4 has the low 4 bits in byte s + 4 (scale low
-// nibble, min high nibble) and the high 2 bits in the top of bytes s - 4 and s.
-struct MmaSubScales {
-  float sc[8], m[8];
-};
-__device__ __forceinline__ MmaSubScales mma_sub_scales(const uint4& h) {
-  MmaSubScales r;
-#pragma unroll
-  for (int s = 0; s < 4; ++s) {
-    const uint32_t y = (h.y >> (8 * s)) & 0xffu, z = (h.z >> (8 * s)) & 0xffu, w = (h.w >> (8 * s)) & 0xffu;
-    r.sc[s] = float(y & 63u);
-    r.m[s] = float(z & 63u);
-    r.sc[s + 4] = float((w & 15u) | ((y >> 6) << 4));
-    r.m[s + 4] = float((w >> 4) | ((z >> 6) << 4));
-  }
-  return r;
-}
 
 // Policy: kBytes, Raw (one row's share of a block for lane t), load(block, t), quants(raw, s) ->
 // the A-fragment words (low: physical 8t..8t+3, high: 8t+4..8t+7) of sub-block s as u8 lanes.
@@ -100,11 +82,15 @@ __global__ void __launch_bounds__(32 * KW) gemv_mma_kernel(const KernelArgs a, i
       ra = Policy::load(wa + int64_t(b) * Policy::kBytes, t);
       rb = Policy::load(wb + int64_t(b) * Policy::kBytes, t);
     }
-    const MmaSubScales sa = mma_sub_scales(ra.header), sb = mma_sub_scales(rb.header);
     float s[4] = {0.f, 0.f, 0.f, 0.f}, m[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int sub = 0; sub < 8; ++sub) {
-      const float sca = sa.sc[sub], scb = sb.sc[sub], mna = sa.m[sub], mnb = sb.m[sub];
+      // Scales per chunk, as they are used. All 8 of both rows up front took 128 registers, and
+      // n = 8 gate ran at 0.78x gemv_kernel's time instead of 0.63x (each ratio from one lease).
+      const qblk::Q4KScales ca = qblk::q4k_chunk_scales(ra.header, sub / 2);
+      const qblk::Q4KScales cb = qblk::q4k_chunk_scales(rb.header, sub / 2);
+      const float sca = float(sub % 2 ? ca.sc1 : ca.sc0), scb = float(sub % 2 ? cb.sc1 : cb.sc0);
+      const float mna = float(sub % 2 ? ca.m1 : ca.m0), mnb = float(sub % 2 ? cb.m1 : cb.m0);
       // Sub-block sub's values are activations 32 sub .. of the block: Q4_K chunk c = sub / 2
       // holds sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) at the same bytes.
       const int64_t k0 = int64_t(b) * 256 + 64 * (sub / 2) + 32 * (sub % 2);
