@@ -129,6 +129,17 @@ bool use_mma_kernel(int n) {
   }();
   return enabled && n >= 2 && n <= kMmaMaxTokens;
 }
+
+// Q6_K on the tensor-core GEMV (one mma.m16n8k16 per 16-value scale group): written after the
+// device budget of its session was spent, compile-checked only, so opt-in with
+// ANVIL_CUDA_GEMV_MMA_Q6K=1 until test_cuda_gemv and bench-kernels have run it (bench/NOTES.md).
+bool use_mma_kernel_q6k(int n) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("ANVIL_CUDA_GEMV_MMA_Q6K");
+    return v && std::string(v) == "1";
+  }();
+  return enabled && n >= 2 && n <= kMmaMaxTokens;
+}
 }  // namespace gemv_detail
 
 // Rows per warp when the caller leaves it to us, from one bench-cuda-gemv run on the H100

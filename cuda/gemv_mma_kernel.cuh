@@ -49,10 +49,71 @@ __device__ __forceinline__ void mma_u8s8_16832(int (&c)[4], uint32_t a0, uint32_
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
 }
 
+// c = A (16 x 16, row, s8) * B (16 x 8, col, s8) (PTX ISA, "mma.m16n8k16" with 8-bit types):
+// a0 = A[g][4t..4t+3], a1 = A[g+8][4t..4t+3]; b0 = B[4t..4t+3][g]; c as in mma_u8s8_16832.
+__device__ __forceinline__ void mma_s8s8_16816(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %7, %7, %7};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
 __device__ __forceinline__ uint2 load_8(const uint8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
 
-// Policy: kBytes, Raw (one row's share of a block for lane t), load(block, t), quants(raw, s) ->
-// the A-fragment words (low: physical 8t..8t+3, high: 8t+4..8t+7) of sub-block s as u8 lanes.
+// What a lane needs of the activations: token g's int8 quants (the B column it supplies) and the
+// (da, sa) pairs, per 32 values, of tokens 2t and 2t + 1 (the C columns it holds).
+struct MmaActs {
+  const int8_t* xg;  // token g's quants (any valid token when !has_token; then never read)
+  const float2* ds0;
+  const float2* ds1;
+  bool has_token;
+  int t;
+};
+
+// Block b of rows g (ra) and g + 8 (rb) for the Q4_K layout (Q4_K, Q5_K): 8 sub-blocks of 32 values
+// with a 6-bit scale and min each, one mma per sub-block. Layout::quants(raw, s) gives the A
+// fragment words of sub-block s as u8 lanes (low: physical 8t..8t+3, high: 8t+4..8t+7).
+template <class Layout, class Raw>
+__device__ __forceinline__ void kquant_mma_accumulate(const Raw& ra, const Raw& rb, const MmaActs& x, int b,
+                                                      float (&acc)[4]) {
+  float s[4] = {0.f, 0.f, 0.f, 0.f}, m[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int sub = 0; sub < 8; ++sub) {
+    // Scales per chunk, as they are used. All 8 of both rows up front took 128 registers, and
+    // n = 8 gate ran at 0.78x gemv_kernel's time instead of 0.63x (each ratio from one lease).
+    const qblk::Q4KScales ca = qblk::q4k_chunk_scales(ra.header, sub / 2);
+    const qblk::Q4KScales cb = qblk::q4k_chunk_scales(rb.header, sub / 2);
+    const float sca = float(sub % 2 ? ca.sc1 : ca.sc0), scb = float(sub % 2 ? cb.sc1 : cb.sc0);
+    const float mna = float(sub % 2 ? ca.m1 : ca.m0), mnb = float(sub % 2 ? cb.m1 : cb.m0);
+    // Sub-block sub's values are activations 32 sub .. of the block: Q4_K chunk c = sub / 2
+    // holds sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) at the same bytes.
+    const int64_t k0 = int64_t(b) * 256 + 64 * (sub / 2) + 32 * (sub % 2);
+    const uint2 xv = x.has_token ? load_8(reinterpret_cast<const uint8_t*>(x.xg + 8 * x.t + k0)) : make_uint2(0u, 0u);
+    const uint2 qa = Layout::quants(ra, sub), qb = Layout::quants(rb, sub);
+    int r[4];
+    mma_u8s8_16832(r, qa.x, qb.x, qa.y, qb.y, xv.x, xv.y);
+    const int64_t j = k0 / 32;
+    const float2 x0 = __ldg(x.ds0 + j), x1 = __ldg(x.ds1 + j);  // (da, sa) of tokens 2t, 2t + 1
+    s[0] = fmaf(sca * x0.x, float(r[0]), s[0]);
+    s[1] = fmaf(sca * x1.x, float(r[1]), s[1]);
+    s[2] = fmaf(scb * x0.x, float(r[2]), s[2]);
+    s[3] = fmaf(scb * x1.x, float(r[3]), s[3]);
+    m[0] = fmaf(mna, x0.y, m[0]);
+    m[1] = fmaf(mna, x1.y, m[1]);
+    m[2] = fmaf(mnb, x0.y, m[2]);
+    m[3] = fmaf(mnb, x1.y, m[3]);
+  }
+  const float2 dma = __half22float2(*reinterpret_cast<const __half2*>(&ra.header.x));  // d, dmin
+  const float2 dmb = __half22float2(*reinterpret_cast<const __half2*>(&rb.header.x));
+  acc[0] += fmaf(dma.x, s[0], -dma.y * m[0]);
+  acc[1] += fmaf(dma.x, s[1], -dma.y * m[1]);
+  acc[2] += fmaf(dmb.x, s[2], -dmb.y * m[2]);
+  acc[3] += fmaf(dmb.x, s[3], -dmb.y * m[3]);
+}
+
+// Policy: kBytes, Raw (one row's share of a block for lane t), load(block, t), and
+// accumulate(ra, rb, acts, b, acc), which adds block b's sums for (row g, token 2t), (g, 2t + 1),
+// (g + 8, 2t), (g + 8, 2t + 1) to acc.
 template <class Policy, int KW>
 __global__ void __launch_bounds__(32 * KW) gemv_mma_kernel(const KernelArgs a, int n) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -62,11 +123,9 @@ __global__ void __launch_bounds__(32 * KW) gemv_mma_kernel(const KernelArgs a, i
   // Rows past the end re-read the last row and are never stored.
   const uint8_t* wa = seg.weight + min(row0 + g, seg.out - 1) * seg.row_stride;
   const uint8_t* wb = seg.weight + min(row0 + g + 8, seg.out - 1) * seg.row_stride;
-  const bool has_token = g < n;  // B column g
-  const int8_t* xg = a.act.q + int64_t(min(g, n - 1)) * a.act.in + 8 * t;
   const int64_t subs_per_token = a.act.in / 32;
-  const float2* ds0 = a.act.ds + int64_t(min(2 * t, n - 1)) * subs_per_token;      // token 2t
-  const float2* ds1 = a.act.ds + int64_t(min(2 * t + 1, n - 1)) * subs_per_token;  // token 2t + 1
+  const MmaActs x{a.act.q + int64_t(min(g, n - 1)) * a.act.in, a.act.ds + int64_t(min(2 * t, n - 1)) * subs_per_token,
+                  a.act.ds + int64_t(min(2 * t + 1, n - 1)) * subs_per_token, g < n, t};
 
   typename Policy::Raw ra, rb;
   int b = warp;
@@ -82,39 +141,7 @@ __global__ void __launch_bounds__(32 * KW) gemv_mma_kernel(const KernelArgs a, i
       ra = Policy::load(wa + int64_t(b) * Policy::kBytes, t);
       rb = Policy::load(wb + int64_t(b) * Policy::kBytes, t);
     }
-    float s[4] = {0.f, 0.f, 0.f, 0.f}, m[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int sub = 0; sub < 8; ++sub) {
-      // Scales per chunk, as they are used. All 8 of both rows up front took 128 registers, and
-      // n = 8 gate ran at 0.78x gemv_kernel's time instead of 0.63x (each ratio from one lease).
-      const qblk::Q4KScales ca = qblk::q4k_chunk_scales(ra.header, sub / 2);
-      const qblk::Q4KScales cb = qblk::q4k_chunk_scales(rb.header, sub / 2);
-      const float sca = float(sub % 2 ? ca.sc1 : ca.sc0), scb = float(sub % 2 ? cb.sc1 : cb.sc0);
-      const float mna = float(sub % 2 ? ca.m1 : ca.m0), mnb = float(sub % 2 ? cb.m1 : cb.m0);
-      // Sub-block sub's values are activations 32 sub .. of the block: Q4_K chunk c = sub / 2
-      // holds sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) at the same bytes.
-      const int64_t k0 = int64_t(b) * 256 + 64 * (sub / 2) + 32 * (sub % 2);
-      const uint2 x = has_token ? load_8(reinterpret_cast<const uint8_t*>(xg + k0)) : make_uint2(0u, 0u);
-      const uint2 qa = Policy::quants(ra, sub), qb = Policy::quants(rb, sub);
-      int r[4];
-      mma_u8s8_16832(r, qa.x, qb.x, qa.y, qb.y, x.x, x.y);
-      const int64_t j = k0 / 32;
-      const float2 x0 = __ldg(ds0 + j), x1 = __ldg(ds1 + j);  // (da, sa) of tokens 2t, 2t + 1
-      s[0] = fmaf(sca * x0.x, float(r[0]), s[0]);
-      s[1] = fmaf(sca * x1.x, float(r[1]), s[1]);
-      s[2] = fmaf(scb * x0.x, float(r[2]), s[2]);
-      s[3] = fmaf(scb * x1.x, float(r[3]), s[3]);
-      m[0] = fmaf(mna, x0.y, m[0]);
-      m[1] = fmaf(mna, x1.y, m[1]);
-      m[2] = fmaf(mnb, x0.y, m[2]);
-      m[3] = fmaf(mnb, x1.y, m[3]);
-    }
-    const float2 dma = __half22float2(*reinterpret_cast<const __half2*>(&ra.header.x));  // d, dmin
-    const float2 dmb = __half22float2(*reinterpret_cast<const __half2*>(&rb.header.x));
-    acc[0] += fmaf(dma.x, s[0], -dma.y * m[0]);
-    acc[1] += fmaf(dma.x, s[1], -dma.y * m[1]);
-    acc[2] += fmaf(dmb.x, s[2], -dmb.y * m[2]);
-    acc[3] += fmaf(dmb.x, s[3], -dmb.y * m[3]);
+    Policy::accumulate(ra, rb, x, b, acc);
   }
   pdl_allow_dependents();  // every weight load is issued (see gemv_kernel)
 
@@ -155,5 +182,7 @@ Status launch_mma(KernelArgs a, int n, cudaStream_t stream) {
 // Whether a Q4_K / Q5_K launch of n tokens takes this kernel (cuda/gemv.cu); asked after
 // use_kquant_kernel.
 bool use_mma_kernel(int n);
+// The same for Q6_K (cuda/gemv_q6k.cu): opt-in until it is measured.
+bool use_mma_kernel_q6k(int n);
 
 }  // namespace anvil::cuda::gemv_detail

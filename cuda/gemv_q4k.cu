@@ -126,6 +126,9 @@ struct Q4KMmaPolicy {
     const int shift = 4 * (s % 2);
     return make_uint2((w.x >> shift) & 0x0f0f0f0fu, (w.y >> shift) & 0x0f0f0f0fu);
   }
+  __device__ static void accumulate(const Raw& ra, const Raw& rb, const MmaActs& x, int b, float (&acc)[4]) {
+    kquant_mma_accumulate<Q4KMmaPolicy>(ra, rb, x, b, acc);
+  }
 };
 
 }  // namespace

@@ -137,6 +137,9 @@ struct Q5KMmaPolicy {
     return make_uint2(uint32_t(qblk::q5k_with_high_bits(int((w.x >> shift) & 0x0f0f0f0fu), r.qh.x, s)),
                       uint32_t(qblk::q5k_with_high_bits(int((w.y >> shift) & 0x0f0f0f0fu), r.qh.y, s)));
   }
+  __device__ static void accumulate(const Raw& ra, const Raw& rb, const MmaActs& x, int b, float (&acc)[4]) {
+    kquant_mma_accumulate<Q5KMmaPolicy>(ra, rb, x, b, acc);
+  }
 };
 
 }  // namespace
