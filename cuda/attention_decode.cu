@@ -47,8 +47,10 @@ constexpr int kCombineThreads = 128;   // head_dim <= 2 * 128
 //   up to 2048 keys: 16 blocks per SM, >= 32 keys per split (512 keys: 16.4 us; 4 / 128: 27 us)
 //   longer:          4 blocks per SM, >= 128 keys per split (4096: 35 us, 16384: 70 us; 16 / 32
 //                    gave 58 and 159 us: the extra splits' merge and combine cost more)
-// The decode kernel itself is latency-bound (each iteration waits on a page-table load, then the
-// K/V rows): bench/NOTES.md has the numbers and the next steps.
+// (Those figures predate PDL and the staging below.) The kernel is latency-bound: each iteration
+// waits on the K/V rows, and before staging also on a page-table load. It now stages the split's
+// table entries in shared memory and prefetches its first K/V lines to L2 before the PDL wait.
+// bench/NOTES.md has the numbers and the next steps.
 constexpr int64_t kShortContextKeys = 2048;
 constexpr int kTargetBlocksPerSmShort = 16, kTargetBlocksPerSm = 4;
 constexpr int64_t kMinKeysPerSplitShort = 32;
