@@ -27,12 +27,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "cuda/attention_kernels.cuh"
 #include "cuda/check.h"
+#include "cuda/env_switch.h"
 #include "cuda/pdl.cuh"
 #include "cuda/pdl.h"
 
@@ -429,10 +428,7 @@ Status run_decode(Context& ctx, const AttnArgs& a, const KvLayer& kv, int32_t n_
   d.nvec = a.head_dim / VEC;
   d.tpk = std::min(32, pow2_ceil(ceil_div(d.nvec, nslot)));
   // ANVIL_CUDA_ATTN_STAGE=0 reads the block table in the loop and prefetches nothing (A/B).
-  static const bool stage = [] {
-    const char* v = std::getenv("ANVIL_CUDA_ATTN_STAGE");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool stage = env_switch_on("ANVIL_CUDA_ATTN_STAGE");
   d.stage = stage ? 1 : 0;
   const int n_groups = kDecodeThreads / d.tpk;
   const size_t smem = decode_smem_bytes(hb, n_groups, a.head_dim);

@@ -5,10 +5,9 @@
 #include "cuda/gemv.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 
 #include "cuda/check.h"
+#include "cuda/env_switch.h"
 #include "cuda/gemv_kernel.cuh"
 #include "cuda/gemv_kquant_kernel.cuh"
 #include "cuda/gemv_mma_kernel.cuh"
@@ -40,10 +39,7 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t x_stride
 
 // ANVIL_CUDA_GEMV_PREFETCH=0 turns the L2 prefetch of gemv_kernel off (A/B measurement).
 bool gemv_prefetch_l2() {
-  static const bool on = [] {
-    const char* v = std::getenv("ANVIL_CUDA_GEMV_PREFETCH");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool on = env_switch_on("ANVIL_CUDA_GEMV_PREFETCH");
   return on;
 }
 
@@ -105,10 +101,7 @@ namespace gemv_detail {
 // 19.4 -> 28.2: 116 registers, and each lane loads every token's activations for one row where
 // gemv_kernel shares them over R rows). ANVIL_CUDA_GEMV_KQUANT=0 keeps gemv_kernel (A/B).
 bool use_kquant_kernel(const KernelArgs& a, int n) {
-  static const bool enabled = [] {
-    const char* v = std::getenv("ANVIL_CUDA_GEMV_KQUANT");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool enabled = env_switch_on("ANVIL_CUDA_GEMV_KQUANT");
   if (!enabled || n > 2) return false;
   int64_t rows = 0;
   for (int s = 0; s < a.n_segs; ++s) rows += a.seg[s].out;
@@ -123,10 +116,7 @@ bool use_kquant_kernel(const KernelArgs& a, int n) {
 // kernel at every n = 2..8: tg128 x 8 +11-13% on the three presets, x 2 +0.5-1.6%.
 // ANVIL_CUDA_GEMV_MMA=0 keeps gemv_kernel (A/B).
 bool use_mma_kernel(int n) {
-  static const bool enabled = [] {
-    const char* v = std::getenv("ANVIL_CUDA_GEMV_MMA");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool enabled = env_switch_on("ANVIL_CUDA_GEMV_MMA");
   return enabled && n >= 2 && n <= kMmaMaxTokens;
 }
 
@@ -134,10 +124,7 @@ bool use_mma_kernel(int n) {
 // device budget of its session was spent, compile-checked only, so opt-in with
 // ANVIL_CUDA_GEMV_MMA_Q6K=1 until test_cuda_gemv and bench-kernels have run it (bench/NOTES.md).
 bool use_mma_kernel_q6k(int n) {
-  static const bool enabled = [] {
-    const char* v = std::getenv("ANVIL_CUDA_GEMV_MMA_Q6K");
-    return v && std::string(v) == "1";
-  }();
+  static const bool enabled = env_switch_set("ANVIL_CUDA_GEMV_MMA_Q6K");
   return enabled && n >= 2 && n <= kMmaMaxTokens;
 }
 }  // namespace gemv_detail

@@ -2,16 +2,13 @@
 #include "cuda/pdl.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
+
+#include "cuda/env_switch.h"
 
 namespace anvil::cuda {
 
 bool pdl_enabled() {
-  static const bool allowed = [] {
-    const char* v = std::getenv("ANVIL_CUDA_PDL");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool allowed = env_switch_on("ANVIL_CUDA_PDL");
   if (!allowed) return false;
   // Per device: 0 unknown, 1 off, 2 on (static storage starts zeroed).
   static std::atomic<int> cached[64];
