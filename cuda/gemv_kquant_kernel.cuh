@@ -162,11 +162,15 @@ Status launch_kquant_rows(KernelArgs a, cudaStream_t stream) {
                     dim3(32 * kWarpsPerBlock), 0, stream, a);
 }
 
-// n in 1..8.
+// n in 1..2: use_kquant_kernel never sends more tokens here, so only those instances are built.
 template <class Policy>
 Status launch_kquant(const KernelArgs& a, int n, int rows_per_warp, cudaStream_t stream) {
-  return gemv_dispatch::with_tokens_and_rows(
-      "gemv", n, rows_per_warp, [&]<int N, int R>() { return launch_kquant_rows<Policy, N, R>(a, stream); });
+  auto launch = [&]<int N, int R>() { return launch_kquant_rows<Policy, N, R>(a, stream); };
+  switch (n) {
+    case 1: return gemv_dispatch::with_rows<1>("gemv", rows_per_warp, launch);
+    case 2: return gemv_dispatch::with_rows<2>("gemv", rows_per_warp, launch);
+    default: return make_error(StatusCode::internal, "gemv: ", n, " tokens for the kquant kernel (1..2)");
+  }
 }
 
 // Whether a Q4_K / Q5_K launch of n tokens (one pass) takes this kernel or gemv_kernel.cuh's
