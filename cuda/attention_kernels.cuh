@@ -1,10 +1,12 @@
 // Internal to cuda/attention*.cu: what the decode and prefill kernels share (the kernel
-// arguments and prefill plan, the KV-row lookup through the block table, score finishing) and the two entry points
+// arguments and prefill plan with its per-tile row setup, the KV-row lookup through the block
+// table, score finishing) and the two entry points
 // cuda/attention.cu dispatches to. cuda/attention.cu's comment describes the whole op.
 #pragma once
 
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -68,6 +70,46 @@ __device__ __forceinline__ int64_t kv_row(const AttnArgs& a, const int32_t* tabl
   const int32_t page = b < a.max_blocks ? table[b - first_block] : -1;
   if (page < 0 || page >= a.n_pages) return -1;
   return int64_t(page) * a.page_size + (j - b * a.page_size);
+}
+
+// The planned (sequence, tile) a prefill block runs: blockIdx.x found in the plan's tile starts.
+struct PlannedTile {
+  int32_t seq, tile;
+};
+__device__ __forceinline__ PlannedTile planned_tile(const PrefillPlan& plan) {
+  int e = 0;
+  while (e + 1 < plan.n_seqs && plan.tile_start[e + 1] <= int32_t(blockIdx.x)) ++e;
+  return {plan.seq[e], int32_t(blockIdx.x) - plan.tile_start[e]};
+}
+
+// Run by one whole warp of a prefill block: the position and window start of each of the tile's
+// BM (token, head) rows (rows past the sequence's n_tok tokens get -1 / INT_MAX, so every key
+// is masked for them), and the tile's key range [min lo, max pos] into range_s[0..1].
+template <int BM>
+__device__ __forceinline__ void prefill_tile_rows(const AttnArgs& a, int32_t tile, int32_t first, int32_t n_tok,
+                                                  int lane, int32_t* pos_s, int32_t* lo_s, int32_t* range_s) {
+  int32_t pmax = -1, lmin = INT_MAX;
+  for (int r = lane; r < BM; r += 32) {
+    const int64_t tok = (int64_t(tile) * BM + r) / a.group;
+    int32_t pos = -1, lo = INT_MAX;
+    if (tok < n_tok) {
+      pos = a.positions[first + tok];
+      lo = window_start(pos, a.window);
+    }
+    pos_s[r] = pos;
+    lo_s[r] = lo;
+    pmax = max(pmax, pos);
+    lmin = min(lmin, lo);
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    pmax = max(pmax, __shfl_xor_sync(0xffffffffu, pmax, off));
+    lmin = min(lmin, __shfl_xor_sync(0xffffffffu, lmin, off));
+  }
+  if (lane == 0) {
+    range_s[0] = lmin;
+    range_s[1] = pmax;
+  }
 }
 
 __device__ __forceinline__ float finish_score(float dot, float scale, float softcap) {

@@ -73,35 +73,13 @@ __global__ void __launch_bounds__(kPrefillThreads)
   int32_t* lo_s = pos_s + R;
   int32_t* range_s = lo_s + R;  // kmin, kmax of the tile
 
-  int e = 0;
-  while (e + 1 < plan.n_seqs && plan.tile_start[e + 1] <= int32_t(blockIdx.x)) ++e;
-  const int32_t s = plan.seq[e];
-  const int32_t tile = int32_t(blockIdx.x) - plan.tile_start[e];
+  const auto [s, tile] = planned_tile(plan);
   const int32_t kvh = int32_t(blockIdx.y);
   const int32_t first = a.seq_first_token[s], n_tok = a.seq_n_tokens[s];
   const int32_t G = a.group, hd = a.head_dim;
   const int tid = int(threadIdx.x);
 
-  if (tid < 32) {  // rows' positions and the tile's key range [min lo, max pos]
-    const int64_t f = int64_t(tile) * R + tid;
-    const int64_t tok = f / G;
-    int32_t pos = -1, lo = INT_MAX;
-    if (tok < n_tok) {
-      pos = a.positions[first + tok];
-      lo = window_start(pos, a.window);
-    }
-    pos_s[tid] = pos;
-    lo_s[tid] = lo;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      pos = max(pos, __shfl_xor_sync(0xffffffffu, pos, off));
-      lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, off));
-    }
-    if (tid == 0) {
-      range_s[0] = lo;
-      range_s[1] = pos;
-    }
-  }
+  if (tid < 32) prefill_tile_rows<R>(a, tile, first, n_tok, tid, pos_s, lo_s, range_s);
   for (int32_t idx = tid; idx < R * hd; idx += kPrefillThreads) {
     const int32_t r = idx / hd, d = idx - r * hd;
     const int64_t f = int64_t(tile) * R + r;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cuda/attention_kernels.cuh"
+#include "cuda/mma_primitives.cuh"
 
 namespace anvil::cuda::attn {
 namespace {
@@ -19,40 +20,6 @@ namespace {
 // then P (f16, straight from S's accumulator layout) times V (ldmatrix.trans). K/V rows are
 // gathered through the block table with cp.async. Q and P are rounded to f16 here: about 5e-4
 // relative each, hence the looser test tolerance for this path.
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-
-// d += a (16x16, row) * b (16x8, col); f16 inputs, f32 accumulators.
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(smem)), "l"(gmem));
-}
-
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.commit_group;\n" ::);
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return uint32_t(__half_as_ushort(__float2half_rn(lo))) | (uint32_t(__half_as_ushort(__float2half_rn(hi))) << 16);
@@ -89,41 +56,14 @@ __global__ void __launch_bounds__(128)
   int32_t* lo_s = pos_s + BM;
   int32_t* range_s = lo_s + BM;
 
-  int e = 0;
-  while (e + 1 < plan.n_seqs && plan.tile_start[e + 1] <= int32_t(blockIdx.x)) ++e;
-  const int32_t s = plan.seq[e];
-  const int32_t tile = int32_t(blockIdx.x) - plan.tile_start[e];
+  const auto [s, tile] = planned_tile(plan);
   const int32_t kvh = int32_t(blockIdx.y);
   const int32_t first = a.seq_first_token[s], n_tok = a.seq_n_tokens[s];
   const int32_t G = a.group;
   const int tid = int(threadIdx.x), warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, c4 = lane & 3;  // accumulator row within 8, column pair
 
-  if (warp == 0) {
-    int32_t pmax = -1, lmin = INT_MAX;
-    for (int r = lane; r < BM; r += 32) {
-      const int64_t f = int64_t(tile) * BM + r;
-      const int64_t tok = f / G;
-      int32_t pos = -1, lo = INT_MAX;
-      if (tok < n_tok) {
-        pos = a.positions[first + tok];
-        lo = window_start(pos, a.window);
-      }
-      pos_s[r] = pos;
-      lo_s[r] = lo;
-      pmax = max(pmax, pos);
-      lmin = min(lmin, lo);
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      pmax = max(pmax, __shfl_xor_sync(0xffffffffu, pmax, off));
-      lmin = min(lmin, __shfl_xor_sync(0xffffffffu, lmin, off));
-    }
-    if (lane == 0) {
-      range_s[0] = lmin;
-      range_s[1] = pmax;
-    }
-  }
+  if (warp == 0) prefill_tile_rows<BM>(a, tile, first, n_tok, lane, pos_s, lo_s, range_s);
   for (int idx = tid; idx < BM * (HD / 2); idx += 128) {
     const int r = idx / (HD / 2), d = (idx % (HD / 2)) * 2;
     const int64_t f = int64_t(tile) * BM + r;
@@ -165,14 +105,15 @@ __global__ void __launch_bounds__(128)
       __half* kd = Ks + c * ST + part;
       __half* vd = Vs + c * ST + part;
       if (r >= 0) {
-        cp_async_16(kd, kbase + r * a.k_stride + part);
-        cp_async_16(vd, vbase + r * a.v_stride + part);
+        ptx::cp_async_16(ptx::smem_addr(kd), kbase + r * a.k_stride + part);
+        ptx::cp_async_16(ptx::smem_addr(vd), vbase + r * a.v_stride + part);
       } else {  // zeros, not NaN from an unwritten page (see prefill_kernel)
         *reinterpret_cast<uint4*>(kd) = make_uint4(0, 0, 0, 0);
         *reinterpret_cast<uint4*>(vd) = make_uint4(0, 0, 0, 0);
       }
     }
-    cp_async_wait_all();
+    ptx::cp_async_commit();
+    ptx::cp_async_wait<0>();
     __syncthreads();
 
     float sc[NT][4];
@@ -183,13 +124,13 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
     for (int ks = 0; ks < HD / 16; ++ks) {
       uint32_t af[4];
-      ldmatrix_x4(af, Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + ks * 16 + (lane >> 4) * 8);
+      ptx::ldmatrix_x4(ptx::smem_addr(Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + ks * 16 + (lane >> 4) * 8), af);
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t bf[4];
-        ldmatrix_x4(bf, Ks + (np * 16 + (lane & 7) + (lane >> 4) * 8) * ST + ks * 16 + ((lane >> 3) & 1) * 8);
-        mma_16816(sc[2 * np], af, bf[0], bf[1]);
-        mma_16816(sc[2 * np + 1], af, bf[2], bf[3]);
+        ptx::ldmatrix_x4(ptx::smem_addr(Ks + (np * 16 + (lane & 7) + (lane >> 4) * 8) * ST + ks * 16 + ((lane >> 3) & 1) * 8), bf);
+        ptx::mma_f16_f32(sc[2 * np], af, bf[0], bf[1]);
+        ptx::mma_f16_f32(sc[2 * np + 1], af, bf[2], bf[3]);
       }
     }
 
@@ -243,9 +184,9 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
       for (int dp = 0; dp < DT / 2; ++dp) {
         uint32_t vb[4];
-        ldmatrix_x4_trans(vb, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + dp * 16 + (lane >> 4) * 8);
-        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
-        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+        ptx::ldmatrix_x4_trans(ptx::smem_addr(Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + dp * 16 + (lane >> 4) * 8), vb);
+        ptx::mma_f16_f32(o[2 * dp], pa, vb[0], vb[1]);
+        ptx::mma_f16_f32(o[2 * dp + 1], pa, vb[2], vb[3]);
       }
     }
     __syncthreads();  // the next tile overwrites krow_s, Ks, Vs

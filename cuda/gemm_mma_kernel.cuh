@@ -1,6 +1,6 @@
 // The tensor-core GEMM kernel on quantized weights (cuda/gemm.h), shared by the weight types
 // (cuda/gemm_mma_{q4k,q5k,q6k,q8_0}.cu). Three layers, each small:
-//   - primitives: cp.async, ldmatrix, mma.m16n8k16 (f16 in, f32 accumulate), f16x2 tricks;
+//   - primitives: f16x2 tricks (cp.async, ldmatrix and mma.m16n8k16: cuda/mma_primitives.cuh);
 //   - weight tile policies, one per type: where a lane finds its quants in a shared-memory copy
 //     of one super-block row (256 values) and how it turns them into mma A-fragment registers;
 //   - the kernel: cp.async pipeline over super-blocks of k, per-warp dequantize + mma, epilogue
@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cuda/mma_primitives.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemm_detail {
@@ -39,45 +40,14 @@ constexpr int kMaxSmemBytes = 226 * 1024;      // per-CTA dynamic shared memory:
                                                // also skips configs over the device's own limit)
 
 // ---------------------------------------------------------------------------- primitives
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, bypassing L1 (weights and activations are reused from L2 only).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
-// The same, reading only the first src_bytes (0..16) and zero-filling the rest.
-__device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, and lane l receives
-// row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 of each matrix.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr)
-               : "memory");
-}
-
-// c += A (16x16, row) * B (16x8, col), f16 inputs, f32 accumulators. Fragments (PTX ISA,
-// "Matrix Fragments for mma.m16n8k16 with floating point type"), g = lane / 4, t = lane % 4:
-//   a[0] = A[g][2t..2t+1]   a[1] = A[g+8][2t..2t+1]   a[2] = A[g][2t+8..]   a[3] = A[g+8][2t+8..]
-//   b0 = B[2t..2t+1][g]      b1 = B[2t+8..2t+9][g]
-//   c[0..1] = C[g][2t..2t+1] c[2..3] = C[g+8][2t..2t+1]
-__device__ __forceinline__ void mma_f16_f32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// cp.async, ldmatrix and mma.m16n8k16 come from cuda/mma_primitives.cuh.
+using ptx::cp_async_16;
+using ptx::cp_async_16_zfill;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::ldmatrix_x4;
+using ptx::mma_f16_f32;
+using ptx::smem_addr;
 
 __device__ __forceinline__ __half2 as_half2(uint32_t u) {
   __half2 h;

@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "cuda/gemv_kernel.cuh"
+#include "cuda/mma_primitives.cuh"
 #include "cuda/quant_blocks.cuh"
 
 namespace anvil::cuda::gemv_detail {
@@ -37,26 +38,8 @@ constexpr int kMmaMaxTokens = 8;  // the mma's N
 // time where 4 ran 0.73x, o 0.84x vs 0.77x, down 0.76x vs 0.71x.
 constexpr int kMmaWarps = 4;
 
-// c = A (16 x 32, row, u8) * B (32 x 8, col, s8). Fragments (PTX ISA, "mma.m16n8k32"), g = lane / 4,
-// t = lane % 4: a0 = A[g][4t..4t+3], a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..];
-// b0 = B[4t..4t+3][g], b1 = B[16+4t..][g]; c0/c1 = C[g][2t, 2t+1], c2/c3 = C[g+8][2t, 2t+1].
-__device__ __forceinline__ void mma_u8s8_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                               uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%10, %10, %10, %10};\n"
-      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
-}
-
-// c = A (16 x 16, row, s8) * B (16 x 8, col, s8) (PTX ISA, "mma.m16n8k16" with 8-bit types):
-// a0 = A[g][4t..4t+3], a1 = A[g+8][4t..4t+3]; b0 = B[4t..4t+3][g]; c as in mma_u8s8_16832.
-__device__ __forceinline__ void mma_s8s8_16816(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %7, %7, %7};\n"
-      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-      : "r"(a0), "r"(a1), "r"(b0), "r"(0));
-}
+using ptx::mma_s8s8_16816;  // cuda/mma_primitives.cuh
+using ptx::mma_u8s8_16832;
 
 __device__ __forceinline__ uint2 load_8(const uint8_t* p) { return __ldg(reinterpret_cast<const uint2*>(p)); }
 
