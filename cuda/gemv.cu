@@ -120,12 +120,17 @@ bool use_mma_kernel(int n) {
   return enabled && n >= 2 && n <= kMmaMaxTokens;
 }
 
-// Q6_K on the tensor-core GEMV (one mma.m16n8k16 per 16-value scale group): written after the
-// device budget of its session was spent, compile-checked only, so opt-in with
-// ANVIL_CUDA_GEMV_MMA_Q6K=1 until test_cuda_gemv and bench-kernels have run it (bench/NOTES.md).
+// Q6_K on the tensor-core GEMV (one mma.m16n8k16 per 16-value scale group) from 6 tokens up.
+// bench-kernels, H100, one lease (us, GEMV alone, gemv_kernel -> mma) at n = 6 / 8:
+// Qwen3-4B down 28.4 -> 27.4 / 37.8 -> 29.1, LM head 259 -> 224 / 304 -> 238; Qwen2.5-7B down
+// 67.3 -> 55.5 / 108.6 -> 59.5, LM head 408 -> 344 / 383 -> 369; Qwen3.5-4B down 26.4 -> 25.5 /
+// 34.6 -> 27.1, LM head 412 -> 359 / 486 -> 381. Below 6 it loses on the 2560-row downs (n = 3:
+// 18.9 vs 25.4: 160 tiles of 16 rows leave the SMs short of loads in flight; gemv_kernel runs
+// 1 row per warp there) and at n = 2 on every shape but the 7B down (LM heads 163 vs 195, 221
+// vs 291). ANVIL_CUDA_GEMV_MMA_Q6K=0 keeps gemv_kernel (A/B).
 bool use_mma_kernel_q6k(int n) {
-  static const bool enabled = env_switch_set("ANVIL_CUDA_GEMV_MMA_Q6K");
-  return enabled && n >= 2 && n <= kMmaMaxTokens;
+  static const bool enabled = env_switch_on("ANVIL_CUDA_GEMV_MMA_Q6K");
+  return enabled && n >= 6 && n <= kMmaMaxTokens;
 }
 }  // namespace gemv_detail
 

@@ -1,5 +1,5 @@
 // Q6_K GEMV: the slot policy for cuda/gemv_kernel.cuh, and the fragment policy for
-// cuda/gemv_mma_kernel.cuh (2..8 tokens on tensor cores; opt-in, use_mma_kernel_q6k).
+// cuda/gemv_mma_kernel.cuh (6..8 tokens on tensor cores, use_mma_kernel_q6k).
 //
 // A 210-byte Q6_K block: ql (128 B of low nibbles), qh (64 B of 2-bit highs), 16 int8 scales
 // (one per 16 values), f16 d. Slot p (0..7) takes half h = p / 4 and positions
