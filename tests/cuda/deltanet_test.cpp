@@ -324,17 +324,23 @@ TEST(CudaGatedDeltaNet, ChunkedTokenCountsAndNPast) {
   }
 }
 
-TEST(CudaGatedDeltaNet, ChunkLengths) {
-  // DeltaNetParams::chunk other than 64: the chunked kernels take any length up to 64 (a chunk of
-  // 1 is the recurrence itself; 63 leaves every chunk one row short of the kernels' tiles).
+// DeltaNetParams::chunk other than 64: the chunked kernels take any length up to 64 (a chunk of
+// 1 is the recurrence itself; 63 leaves every chunk one row short of the kernels' tiles). One
+// test per length, so compute-sanitizer can take them one at a time (chunk 1 alone is ~200
+// chunk steps per sequence, slow under racecheck).
+class CudaGatedDeltaNetChunk : public ::testing::TestWithParam<int> {};
+
+TEST_P(CudaGatedDeltaNetChunk, ChunkLength) {
   TwinBackends be = ANVIL_REQUIRE_CUDA();
-  for (const int chunk : {1, 16, 63}) {
-    DeltaNetCase c(be, 16, 32, 128, 128, 60u + uint32_t(chunk), 4);
-    c.chunk = chunk;
-    run(c, DeltaNetMode::chunked, {{{130, 0, 1}, {17, 0, 3}, {1, 0, 0}}, {{70, 130, 1}, {1, 17, 3}, {64, 1, 0}}},
-        "chunk " + std::to_string(chunk));
-  }
+  const int chunk = GetParam();
+  DeltaNetCase c(be, 16, 32, 128, 128, 60u + uint32_t(chunk), 4);
+  c.chunk = chunk;
+  run(c, DeltaNetMode::chunked, {{{130, 0, 1}, {17, 0, 3}, {1, 0, 0}}, {{70, 130, 1}, {1, 17, 3}, {64, 1, 0}}},
+      "chunk " + std::to_string(chunk));
 }
+
+INSTANTIATE_TEST_SUITE_P(Lengths, CudaGatedDeltaNetChunk, ::testing::Values(1, 16, 63),
+                         [](const ::testing::TestParamInfo<int>& info) { return "chunk" + std::to_string(info.param); });
 
 TEST(CudaGatedDeltaNet, ChunkedLimitsAreUnsupportedNotWrong) {
   // Beyond the chunked kernels (chunk > 64, d_k or d_v > 128) `chunked` is unsupported (nothing
