@@ -1,7 +1,7 @@
 // launch_gemv: validation, activation quantization, and the choice of kernel per weight type and
 // token count. The kernels are in gemv_q4k.cu / gemv_q5k.cu / gemv_q6k.cu / gemv_q8_0.cu over the
 // skeletons in gemv_kernel.cuh (every type), gemv_kquant_kernel.cuh (Q4_K/Q5_K, one or two
-// tokens) and gemv_mma_kernel.cuh (Q4_K/Q5_K, 2..8 tokens on tensor cores).
+// tokens) and gemv_mma_kernel.cuh (tensor cores: Q4_K/Q5_K at 2..8 tokens, Q6_K at 6..8).
 #include "cuda/gemv.h"
 
 #include <algorithm>

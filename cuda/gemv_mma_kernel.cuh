@@ -1,5 +1,6 @@
 // The decode GEMV for 2..8 tokens on int8 tensor cores (mma.sync m16n8k32, u8 weights x s8
-// activations, s32 sums), for the Q4_K-layout weight types (Q4_K, Q5_K).
+// activations, s32 sums), for the Q4_K-layout weight types (Q4_K, Q5_K), and Q6_K through its own
+// policy (cuda/gemv_q6k.cu: mma.m16n8k16 per 16-value scale group).
 //
 // Why: with several tokens, gemv_kernel.cuh and gemv_kquant_kernel.cuh spend ~2 instructions per
 // weight *per token* on dp4a, scales and index math (bench/NOTES.md: at n = 8 a Qwen3-4B gate/up

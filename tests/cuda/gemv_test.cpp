@@ -188,7 +188,8 @@ void run_type(DType type, const std::vector<Shape>& shapes) {
 // Q4_K and Q5_K choose between kernels (cuda/gemv.cu): one token, or two on launches of <= 4096
 // rows, take gemv_kquant_kernel.cuh; the other launches of 2..8 tokens take gemv_mma_kernel.cuh
 // (gemv_kernel.cuh with ANVIL_CUDA_GEMV_MMA=0). The 4100-row shape puts n = 2 on the mma kernel,
-// so both are checked at n = 2 besides their own token counts; 11 tokens run as 8 + 3.
+// so both are checked at n = 2 besides their own token counts; 11 tokens run as 8 + 3. Q6_K takes
+// the mma kernel from 6 tokens (n = 8 and the 8 of 11 here) and gemv_kernel below.
 TEST_F(CudaGemv, Q4KMatchesReference) {
   run_type(DType::Q4_K, {{256, 1}, {256, 7}, {512, 33}, {768, 130}, {2560, 67}, {256, 4100}});
 }
