@@ -82,6 +82,26 @@ __device__ __forceinline__ PlannedTile planned_tile(const PrefillPlan& plan) {
   return {plan.seq[e], int32_t(blockIdx.x) - plan.tile_start[e]};
 }
 
+// Row r of a prefill tile is the (token, head) pair tile * BM + r of its sequence, token-major:
+// the `group` query heads that share the block's KV head are adjacent rows. tok >= n_tok marks a
+// padding row of the sequence's last tile.
+struct TileRow {
+  int64_t tok;
+  int32_t head;  // within the KV head's group
+};
+__device__ __forceinline__ TileRow tile_row(int32_t tile, int BM, int r, int32_t group) {
+  const int64_t f = int64_t(tile) * BM + r;
+  const int64_t tok = f / group;
+  return {tok, int32_t(f - tok * group)};
+}
+
+// Offset of a tile row's head_dim values in a [token][n_q_heads * head_dim] row of stride `stride`
+// (the query input and the output share this layout).
+__device__ __forceinline__ int64_t tile_row_offset(const TileRow& t, int32_t first, int64_t stride, int32_t kvh,
+                                                   int32_t group, int32_t hd) {
+  return (first + t.tok) * stride + int64_t(kvh * group + t.head) * hd;
+}
+
 // Run by one whole warp of a prefill block: the position and window start of each of the tile's
 // BM (token, head) rows (rows past the sequence's n_tok tokens get -1 / INT_MAX, so every key
 // is masked for them), and the tile's key range [min lo, max pos] into range_s[0..1].
@@ -90,7 +110,7 @@ __device__ __forceinline__ void prefill_tile_rows(const AttnArgs& a, int32_t til
                                                   int lane, int32_t* pos_s, int32_t* lo_s, int32_t* range_s) {
   int32_t pmax = -1, lmin = INT_MAX;
   for (int r = lane; r < BM; r += 32) {
-    const int64_t tok = (int64_t(tile) * BM + r) / a.group;
+    const int64_t tok = tile_row(tile, BM, r, a.group).tok;
     int32_t pos = -1, lo = INT_MAX;
     if (tok < n_tok) {
       pos = a.positions[first + tok];

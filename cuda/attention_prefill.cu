@@ -81,10 +81,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
   if (tid < 32) prefill_tile_rows<R>(a, tile, first, n_tok, tid, pos_s, lo_s, range_s);
   for (int32_t idx = tid; idx < R * hd; idx += kPrefillThreads) {
     const int32_t r = idx / hd, d = idx - r * hd;
-    const int64_t f = int64_t(tile) * R + r;
-    const int64_t tok = f / G;
-    const int32_t h = int32_t(f - tok * G);
-    Qs[r * QS + d] = tok < n_tok ? a.q[(first + tok) * a.q_stride + int64_t(kvh * G + h) * hd + d] : 0.f;
+    const TileRow t = tile_row(tile, R, r, G);
+    Qs[r * QS + d] = t.tok < n_tok ? a.q[tile_row_offset(t, first, a.q_stride, kvh, G, hd) + d] : 0.f;
   }
   __syncthreads();
   const int32_t kmin = range_s[0], kmax = range_s[1];
@@ -195,12 +193,10 @@ __global__ void __launch_bounds__(kPrefillThreads)
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int r = ry + 8 * i;
-    const int64_t f = int64_t(tile) * R + r;
-    const int64_t tok = f / G;
-    if (tok >= n_tok) continue;
-    const int32_t h = int32_t(f - tok * G);
+    const TileRow t = tile_row(tile, R, r, G);
+    if (t.tok >= n_tok) continue;
     const float inv = 1.f / l_s[r];
-    float* orow = a.out + (first + tok) * a.out_stride + int64_t(kvh * G + h) * hd;
+    float* orow = a.out + tile_row_offset(t, first, a.out_stride, kvh, G, hd);
 #pragma unroll
     for (int k = 0; k < DPT; ++k) {
       const int32_t d = cx + 16 * k;

@@ -66,12 +66,10 @@ __global__ void __launch_bounds__(128)
   if (warp == 0) prefill_tile_rows<BM>(a, tile, first, n_tok, lane, pos_s, lo_s, range_s);
   for (int idx = tid; idx < BM * (HD / 2); idx += 128) {
     const int r = idx / (HD / 2), d = (idx % (HD / 2)) * 2;
-    const int64_t f = int64_t(tile) * BM + r;
-    const int64_t tok = f / G;
+    const TileRow t = tile_row(tile, BM, r, G);
     float x0 = 0.f, x1 = 0.f;
-    if (tok < n_tok) {
-      const int32_t h = int32_t(f - tok * G);
-      const float* src = a.q + (first + tok) * a.q_stride + int64_t(kvh * G + h) * HD + d;
+    if (t.tok < n_tok) {
+      const float* src = a.q + tile_row_offset(t, first, a.q_stride, kvh, G, HD) + d;
       x0 = src[0];
       x1 = src[1];
     }
@@ -200,12 +198,10 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int r = i == 0 ? row0 : row1;
-    const int64_t f = int64_t(tile) * BM + r;
-    const int64_t tok = f / G;
-    if (tok >= n_tok) continue;
-    const int32_t h = int32_t(f - tok * G);
+    const TileRow t = tile_row(tile, BM, r, G);
+    if (t.tok >= n_tok) continue;
     const float inv = 1.f / l_r[i];
-    float* orow = a.out + (first + tok) * a.out_stride + int64_t(kvh * G + h) * HD;
+    float* orow = a.out + tile_row_offset(t, first, a.out_stride, kvh, G, HD);
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
       orow[dt * 8 + 2 * c4] = o[dt][2 * i] * inv;
