@@ -28,6 +28,7 @@ struct Result {
   std::string test;
   int32_t n_tokens = 0;
   std::vector<double> tps;  // one per repetition
+  StepPhases phases;        // tg tests: Engine::step's phases over the measured repetitions
   double median() const {
     auto v = tps;
     std::sort(v.begin(), v.end());
@@ -84,6 +85,7 @@ Result bench_tg(Engine& engine, int32_t n_gen, int32_t batch, int reps, std::mt1
       const auto prompt = random_tokens(rng, engine.n_vocab(), 8);
       must(sessions.back()->prefill(prompt), "prefill");
     }
+    engine.reset_step_phases();
     const auto t0 = clock_type::now();
     for (int32_t t = 0; t < n_gen; ++t) {
       std::vector<SequenceWork> work(static_cast<size_t>(batch));
@@ -96,9 +98,30 @@ Result bench_tg(Engine& engine, int32_t n_gen, int32_t batch, int reps, std::mt1
         std::exit(1);
       }
     }
-    if (i > 0) r.tps.push_back(double(n_gen) * batch / seconds_since(t0));
+    if (i > 0) {
+      r.tps.push_back(double(n_gen) * batch / seconds_since(t0));
+      const StepPhases& p = engine.step_phases();
+      r.phases.steps += p.steps;
+      r.phases.prepare_s += p.prepare_s;
+      r.phases.forward_s += p.forward_s;
+      r.phases.logits_s += p.logits_s;
+      r.phases.sample_s += p.sample_s;
+      r.phases.commit_s += p.commit_s;
+    }
   }
   return r;
+}
+
+// Where a tg test's step time goes (Engine::step's phases), in ms per step.
+void print_phases(const Result& r) {
+  const StepPhases& p = r.phases;
+  if (p.steps == 0) return;
+  const double k = 1e3 / double(p.steps);
+  const double total = p.prepare_s + p.forward_s + p.logits_s + p.sample_s + p.commit_s;
+  std::printf("%s, ms per step (%lld steps): prepare %.3f, forward %.3f, logits to host %.3f, sample %.3f, "
+              "commit %.3f; total %.3f\n",
+              r.test.c_str(), static_cast<long long>(p.steps), p.prepare_s * k, p.forward_s * k, p.logits_s * k,
+              p.sample_s * k, p.commit_s * k, total * k);
 }
 
 }  // namespace
@@ -108,6 +131,7 @@ int main(int argc, char** argv) {
   std::string model, backend = "auto", json_path;
   std::vector<int32_t> pps = {512}, tgs = {128}, batches = {1};
   int reps = 3, threads = 0;
+  bool phases = false;
   app.add_option("-m,--model", model, "GGUF model file")->required()->check(CLI::ExistingFile);
   app.add_option("--backend", backend, tools::backend_help())->check(tools::backend_validator());
   app.add_option("-p,--n-prompt", pps, "Prompt lengths for pp tests (0 to skip)");
@@ -116,6 +140,9 @@ int main(int argc, char** argv) {
   app.add_option("-r,--reps", reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
   app.add_option("-t,--threads", threads, "CPU threads (0: all)");
   app.add_option("--json", json_path, "Also write the results as JSON");
+  app.add_flag("--phases", phases,
+               "Also print where tg steps spend their time (forward pass, logits copy, sampling, bookkeeping); "
+               "synchronizes after each forward pass, so tg figures drop slightly");
   CLI11_PARSE(app, argc, argv);
 
   int32_t max_b = *std::max_element(batches.begin(), batches.end());
@@ -129,6 +156,7 @@ int main(int argc, char** argv) {
   opt.n_parallel = std::max<int32_t>(max_b, 1);
   opt.prefix_caching = false;  // random prompts never share, and pp must compute every token
   opt.max_step_tokens = std::max<int32_t>(512, max_b);
+  opt.profile_steps = phases;
   std::fprintf(stderr, "loading %s...\n", model.c_str());
   auto engine = must(Engine::open(model, opt), "open");
 
@@ -146,6 +174,8 @@ int main(int argc, char** argv) {
   for (const auto& r : results)
     std::printf("| %s | %s | %s | %d | %s | %.2f ± %.2f |\n", model.substr(model.find_last_of('/') + 1).c_str(),
                 hp.arch_name.c_str(), backend.c_str(), threads, r.test.c_str(), r.median(), r.stddev());
+  if (phases)
+    for (const auto& r : results) print_phases(r);
   if (!json_path.empty()) {
     nlohmann::json j;
     j["model"] = model;

@@ -1,6 +1,7 @@
 #include "core/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <tuple>
 
@@ -209,7 +210,15 @@ Status Engine::validate_tokens(const SequenceWork& w) const {
   return Status::ok();
 }
 
+namespace {
+using step_clock = std::chrono::steady_clock;
+double seconds_between(step_clock::time_point a, step_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+}  // namespace
+
 Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
+  const auto t_start = step_clock::now();
   // Decode tokens first (latency of running sequences), then prefill chunks in the given order.
   std::vector<size_t> order;
   for (size_t i = 0; i < work.size(); ++i)
@@ -268,11 +277,15 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
   if (std::all_of(batch.seqs.begin(), batch.seqs.end(), [](const StepSequence& q) { return q.n_tokens == 1; }))
     if (step->n_seqs < (1 << 20) && step->max_blocks < (1 << 22) && step->n_logit_rows < (1 << 21))
       graph_key = (uint64_t(step->n_seqs) << 43 | uint64_t(step->max_blocks) << 21 | uint64_t(step->n_logit_rows)) + 1;
+  const auto t_prepared = step_clock::now();
   auto logits = backend_->run_step(graph_key, [&] { return model_->forward(batch, *step, *ws_, kv_layers_, state_layers_); });
   if (!logits) return logits.status();
+  if (options_.profile_steps) ANVIL_RETURN_IF_ERROR(backend_->synchronize());
+  const auto t_forward = step_clock::now();
   const size_t V = size_t(n_vocab());
   host_logits_.resize(size_t(logits->rows) * V);
   ANVIL_RETURN_IF_ERROR(backend_->copy_to_host(host_logits_.data(), *logits));
+  const auto t_logits = step_clock::now();
 
   // The logit rows come in batch order: every token of a logits_all sequence, else its last.
   std::vector<int64_t> last_row(planned.size());
@@ -326,6 +339,8 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
     j0 = j1;
   }
 
+  const auto t_sampled = step_clock::now();
+
   size_t row = 0, next_draw = 0;
   int32_t n_total = 0;
   for (size_t i = 0; i < planned.size(); ++i) {
@@ -355,6 +370,13 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
       w.logits.assign(last, last + V);
     n_total += seq.n_tokens;
   }
+  const auto t_end = step_clock::now();
+  phases_.steps += 1;
+  phases_.prepare_s += seconds_between(t_start, t_prepared);
+  phases_.forward_s += seconds_between(t_prepared, t_forward);
+  phases_.logits_s += seconds_between(t_forward, t_logits);
+  phases_.sample_s += seconds_between(t_logits, t_sampled);
+  phases_.commit_s += seconds_between(t_sampled, t_end);
   return n_total;
 }
 

@@ -70,6 +70,19 @@ struct EngineOptions {
   bool prefix_caching = true;    // share full KV pages between prompts that start alike (forced off
                                  // for models with recurrent layers, see above)
   models::LoadOptions load;      // progress callback while binding weights
+  // Wait for the forward pass before copying the logits, so that step_phases() tells device time
+  // (forward_s) from the copy (logits_s). Costs one extra synchronization per step; for benchmarks.
+  bool profile_steps = false;
+};
+
+// Wall time of Engine::step's phases, summed over the steps since reset_step_phases().
+struct StepPhases {
+  int64_t steps = 0;
+  double prepare_s = 0;  // planning the batch, KV pages, step arrays to the backend
+  double forward_s = 0;  // the forward pass: its launch, and (profile_steps) waiting for it to finish
+  double logits_s = 0;   // the logits rows to the host (without profile_steps: also the forward's tail)
+  double sample_s = 0;   // draws for the items that asked for one
+  double commit_s = 0;   // KV commit, session history, logits handed to sessions and items
 };
 
 // Tokens to append to one session, and what the step loop reports back.
@@ -121,6 +134,9 @@ class Engine {
   // step() until every item is done.
   Status run(std::vector<SequenceWork>& work);
 
+  const StepPhases& step_phases() const { return phases_; }
+  void reset_step_phases() { phases_ = {}; }
+
   kvcache::KvStats kv_stats() const { return kv_->stats(); }
   Status check_kv_invariants() const { return kv_->check_invariants(); }
 
@@ -151,6 +167,7 @@ class Engine {
   std::unique_ptr<kvcache::SlotPool> slots_;
   std::unique_ptr<kvcache::KvCache> kv_;
   std::vector<float> host_logits_;
+  StepPhases phases_;
   models::HParams model_hp_for_fit_;  // read before the model loads, for check_memory_fit
 };
 

@@ -389,6 +389,28 @@ TEST(EngineSampling, StepDrawsForFinishedItemsOnly) {
   EXPECT_EQ(work[1].sampled, int32_t(std::max_element(l1.begin(), l1.end()) - l1.begin()));
 }
 
+TEST(EngineSteps, PhasesCountTheStepsThatRan) {
+  auto e = open("tiny-qwen3", {.max_step_tokens = 8, .prefix_caching = false, .profile_steps = true});
+  ASSERT_TRUE(e);
+  const int32_t V = e->n_vocab();
+  auto s = e->new_session(kGreedy).value();
+  std::vector<SequenceWork> work(1);
+  work[0].session = s.get(), work[0].tokens = tokens(20, 72, V);  // 8 + 8 + 4 tokens
+  ASSERT_TRUE(e->run(work).is_ok());
+  const StepPhases p = e->step_phases();
+  EXPECT_EQ(p.steps, 3);  // the final step() that finds nothing to do is not a step
+  EXPECT_GT(p.forward_s, 0.0);
+  for (double t : {p.prepare_s, p.logits_s, p.sample_s, p.commit_s}) EXPECT_GE(t, 0.0);
+
+  e->reset_step_phases();
+  EXPECT_EQ(e->step_phases().steps, 0);
+  std::vector<SequenceWork> bad(1);
+  bad[0].session = s.get(), bad[0].tokens = {V};  // outside the vocabulary: fails before any work
+  EXPECT_FALSE(e->step(bad).has_value());
+  EXPECT_EQ(e->step_phases().steps, 0);
+  EXPECT_EQ(e->step_phases().forward_s, 0.0);
+}
+
 TEST(EngineErrors, BadTokenIdAndContextOverflowAreErrors) {
   auto e = open("tiny-qwen3", {.n_ctx = 32, .prefix_caching = false});
   ASSERT_TRUE(e);
