@@ -170,6 +170,16 @@ class Backend {
                                   const void* host_bytes) = 0;
   virtual Status copy_from_host(Tensor dst, const void* src) = 0;  // whole tensor, contiguous src
   virtual Status copy_to_host(void* dst, const Tensor& src) = 0;
+  // Row i of src to dst_rows[i] (row_size() bytes each; dst_rows.size() <= src.rows), returning
+  // once all have landed: the engine hands each session its logits row without a staging copy.
+  virtual Status copy_rows_to_host(const Tensor& src, std::span<void* const> dst_rows) {
+    if (int64_t(dst_rows.size()) > src.rows)
+      return make_error(StatusCode::invalid_argument, "copy_rows_to_host: ", dst_rows.size(), " destinations for ",
+                        src.rows, " rows");
+    for (size_t i = 0; i < dst_rows.size(); ++i)
+      ANVIL_RETURN_IF_ERROR(copy_to_host(dst_rows[i], src.slice_rows(int64_t(i), 1)));
+    return Status::ok();
+  }
   virtual Status synchronize() = 0;
   // Free and total bytes of the backend's memory, for fit checks before a model is loaded;
   // nullopt where the backend does not manage a fixed pool (the CPU: host memory).

@@ -283,19 +283,35 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
   if (options_.profile_steps) ANVIL_RETURN_IF_ERROR(backend_->synchronize());
   const auto t_forward = step_clock::now();
   const size_t V = size_t(n_vocab());
-  host_logits_.resize(size_t(logits->rows) * V);
-  ANVIL_RETURN_IF_ERROR(backend_->copy_to_host(host_logits_.data(), *logits));
-  const auto t_logits = step_clock::now();
 
   // The logit rows come in batch order: every token of a logits_all sequence, else its last.
+  // A sequence's single row lands straight in its session's next_logits_ (swapped in at commit:
+  // no staging copy, and a failed step leaves last_logits() as it was); logits_all rows land in
+  // host_logits_, from which the item's logits are filled.
   std::vector<int64_t> last_row(planned.size());
+  std::vector<float*> row_ptr;
   {
-    int64_t row = 0;
+    size_t n_all_rows = 0;
+    for (const Planned& p : planned)
+      if (work[p.item].logits_all) n_all_rows += size_t(p.n);
+    host_logits_.resize(n_all_rows * V);
+    size_t all_row = 0;
     for (size_t i = 0; i < planned.size(); ++i) {
-      row += work[planned[i].item].logits_all ? planned[i].n : 1;
-      last_row[i] = row - 1;
+      const SequenceWork& w = work[planned[i].item];
+      if (w.logits_all) {
+        for (int32_t k = 0; k < planned[i].n; ++k) row_ptr.push_back(host_logits_.data() + (all_row++) * V);
+      } else {
+        w.session->next_logits_.resize(V);
+        row_ptr.push_back(w.session->next_logits_.data());
+      }
+      last_row[i] = int64_t(row_ptr.size()) - 1;
     }
   }
+  if (int64_t(row_ptr.size()) != logits->rows)
+    return make_error(StatusCode::internal, "step: the forward pass returned ", logits->rows, " logit rows for ",
+                      row_ptr.size(), " expected");
+  ANVIL_RETURN_IF_ERROR(backend_->copy_rows_to_host(*logits, std::vector<void*>(row_ptr.begin(), row_ptr.end())));
+  const auto t_logits = step_clock::now();
   // Draws for the items this step finishes that asked for one, before anything is committed
   // (a failed draw leaves the step uncommitted, like a failed forward). Sampling sees each
   // session's history with this step's tokens appended.
@@ -328,7 +344,7 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
                                     [](const SampleRequest& r) { return r.params.temperature == 0.f; });
     if (greedy) {
       for (size_t j = j0; j < j1; ++j) {
-        auto id = sample_row(std::span<const float>(host_logits_.data() + size_t(last_row[drawn[j]]) * V, V), requests[j]);
+        auto id = sample_row(std::span<const float>(row_ptr[size_t(last_row[drawn[j]])], V), requests[j]);
         if (!id) return id.status();
         sampled[j] = *id;
       }
@@ -341,21 +357,24 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
 
   const auto t_sampled = step_clock::now();
 
-  size_t row = 0, next_draw = 0;
+  size_t next_draw = 0;
   int32_t n_total = 0;
   for (size_t i = 0; i < planned.size(); ++i) {
     SequenceWork& w = work[planned[i].item];
     Session& s = *w.session;
     const StepSequence& seq = batch.seqs[i];
-    const size_t n_rows = w.logits_all ? size_t(planned[i].n) : 1;
-    const float* first = host_logits_.data() + row * V;
-    const float* last = first + (n_rows - 1) * V;
-    row += n_rows;
 
     std::span<const int32_t> ids(batch.tokens.data() + seq.first_token, size_t(seq.n_tokens));
     ANVIL_RETURN_IF_ERROR(kv_->commit(*s.seq_, ids));
     s.tokens_.insert(s.tokens_.end(), ids.begin(), ids.end());
-    s.last_logits_.assign(last, last + V);
+    if (w.logits_all) {
+      const float* first = row_ptr[size_t(last_row[i]) + 1 - size_t(planned[i].n)];
+      const float* last = row_ptr[size_t(last_row[i])];
+      s.last_logits_.assign(last, last + V);
+      w.logits.insert(w.logits.end(), first, first + size_t(planned[i].n) * V);  // rows are adjacent in host_logits_
+    } else {
+      s.last_logits_.swap(s.next_logits_);
+    }
     s.drop_pending();
     w.n_done += ids.size();
     if (next_draw < drawn.size() && drawn[next_draw] == i) {
@@ -364,10 +383,6 @@ Expected<int32_t> Engine::step(std::vector<SequenceWork>& work) {
       s.pending_request_ = std::move(requests[next_draw]);
       ++next_draw;
     }
-    if (w.logits_all)
-      w.logits.insert(w.logits.end(), first, first + n_rows * V);
-    else if (w.done())
-      w.logits.assign(last, last + V);
     n_total += seq.n_tokens;
   }
   const auto t_end = step_clock::now();

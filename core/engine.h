@@ -89,14 +89,15 @@ struct StepPhases {
 struct SequenceWork {
   Session* session = nullptr;
   std::vector<int32_t> tokens;  // appended in order
-  bool logits_all = false;      // keep every token's logits (disables prefix-cache reuse), else the last one's
+  bool logits_all = false;      // keep every token's logits in `logits` (disables prefix-cache reuse);
+                                // the last token's row is in session->last_logits() either way
   // Draw the next token from the last token's logits with the session's sampler on the backend
   // (Backend::sample) in the step that finishes the item: `sampled`. Ignored with logits_all.
   bool sample = false;
   // Filled by Engine::step:
   int32_t sampled = -1;         // the drawn token once done(), when `sample`
   size_t n_done = 0;            // tokens of `tokens` already in the session (prefix-cache hits included)
-  std::vector<float> logits;    // logits_all: one n_vocab row per token fed; else the last token's row once done()
+  std::vector<float> logits;    // logits_all: one n_vocab row per token fed (else read session->last_logits())
   bool done() const { return n_done >= tokens.size(); }
 };
 
@@ -166,7 +167,7 @@ class Engine {
   models::RecurrentLayers state_layers_;  // one per layer; empty tensors for attention layers
   std::unique_ptr<kvcache::SlotPool> slots_;
   std::unique_ptr<kvcache::KvCache> kv_;
-  std::vector<float> host_logits_;
+  std::vector<float> host_logits_;  // a step's logits_all rows (other rows land in their sessions)
   StepPhases phases_;
   models::HParams model_hp_for_fit_;  // read before the model loads, for check_memory_fit
 };

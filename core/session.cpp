@@ -32,23 +32,29 @@ void Session::drop_pending() {
   pending_token_.reset();
 }
 
-Expected<std::vector<float>> Session::eval(std::span<const int32_t> tokens, bool logits_all, bool sample) {
+Status Session::feed(std::span<const int32_t> tokens, bool sample, std::vector<float>* rows) {
   drop_pending();
   std::vector<SequenceWork> work(1);
   work[0].session = this;
   work[0].tokens.assign(tokens.begin(), tokens.end());
-  work[0].logits_all = logits_all;
+  work[0].logits_all = rows != nullptr;
   work[0].sample = sample;
   ANVIL_RETURN_IF_ERROR(engine_.run(work));
-  return std::move(work[0].logits);
+  if (rows) *rows = std::move(work[0].logits);
+  return Status::ok();
 }
 
 Expected<std::vector<float>> Session::prefill(std::span<const int32_t> tokens) {
   if (tokens.empty()) return make_error(StatusCode::invalid_argument, "prefill: no tokens");
-  return eval(tokens, false);
+  ANVIL_RETURN_IF_ERROR(feed(tokens, false));
+  return last_logits_;
 }
 
-Expected<std::vector<float>> Session::eval_all(std::span<const int32_t> tokens) { return eval(tokens, true); }
+Expected<std::vector<float>> Session::eval_all(std::span<const int32_t> tokens) {
+  std::vector<float> rows;
+  ANVIL_RETURN_IF_ERROR(feed(tokens, false, &rows));
+  return rows;
+}
 
 Expected<int32_t> Session::decode_step() {
   if (last_logits_.empty())
@@ -64,13 +70,13 @@ Expected<int32_t> Session::decode_step() {
     if (!id) return id.status();
     tok = *id;
   }
-  auto logits = eval(std::span(&tok, 1), false, engine_.options().backend_sampling.value_or(false));
-  if (!logits) {
+  // No copy of the new logits: they are in last_logits_ for the next draw.
+  if (Status st = feed(std::span(&tok, 1), engine_.options().backend_sampling.value_or(false)); !st.is_ok()) {
     if (used) {  // nothing was appended: the draw is still the next token
       pending_token_ = tok;
       pending_request_ = std::move(*used);
     }
-    return logits.status();
+    return st;
   }
   return tok;
 }
@@ -111,7 +117,7 @@ Expected<std::vector<double>> Session::loglikelihood(std::span<const int32_t> to
                       "loglikelihood: the session holds no token yet; the first token needs a context (feed BOS first)");
   if (tokens.empty()) return std::vector<double>{};
   std::vector<float> prev = last_logits_;
-  auto rows = eval(tokens, true);
+  auto rows = eval_all(tokens);
   if (!rows) return rows.status();
   const size_t V = size_t(engine_.n_vocab());
   std::vector<double> out(tokens.size());

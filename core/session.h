@@ -72,7 +72,8 @@ class Session {
  private:
   friend class Engine;
   Session(Engine& engine, Sampler sampler) : engine_(engine), sampler_(std::move(sampler)) {}
-  Expected<std::vector<float>> eval(std::span<const int32_t> tokens, bool logits_all, bool sample = false);
+  // Appends tokens in one Engine::run; `rows` (if given) receives every token's logits.
+  Status feed(std::span<const int32_t> tokens, bool sample, std::vector<float>* rows = nullptr);
 
   Engine& engine_;
   Sampler sampler_;
@@ -80,6 +81,7 @@ class Session {
   std::optional<int32_t> state_slot_;  // recurrent-state slot (hybrid models), from the first step
   std::vector<int32_t> tokens_;
   std::vector<float> last_logits_;
+  std::vector<float> next_logits_;  // where Engine::step lands this session's next row; swapped in at commit
   // The token drawn on the backend after the last step (decode_step) and its request, whose
   // uniform goes back to the sampler if the token is dropped.
   std::optional<int32_t> pending_token_;

@@ -381,11 +381,11 @@ TEST(EngineSampling, StepDrawsForFinishedItemsOnly) {
   EXPECT_FALSE(work[1].done());
   EXPECT_EQ(work[1].sampled, -1);
   // greedy: the draw is the argmax of the item's last logits
-  const auto& l = work[0].logits;
+  const auto& l = a->last_logits();
   EXPECT_EQ(work[0].sampled, int32_t(std::max_element(l.begin(), l.end()) - l.begin()));
   ASSERT_TRUE(e->run(work).is_ok());
   ASSERT_TRUE(work[1].done());
-  const auto& l1 = work[1].logits;
+  const auto& l1 = b->last_logits();
   EXPECT_EQ(work[1].sampled, int32_t(std::max_element(l1.begin(), l1.end()) - l1.begin()));
 }
 
@@ -409,6 +409,49 @@ TEST(EngineSteps, PhasesCountTheStepsThatRan) {
   EXPECT_FALSE(e->step(bad).has_value());
   EXPECT_EQ(e->step_phases().steps, 0);
   EXPECT_EQ(e->step_phases().forward_s, 0.0);
+}
+
+// A step's logit rows go to their owners: a plain item's last row to its session only (the item's
+// `logits` stays empty), a logits_all item's rows to the item, its last also to its session.
+TEST(EngineSteps, LogitRowsReachTheirSessionsAndItems) {
+  auto e = open("tiny-qwen3", {.n_parallel = 3, .prefix_caching = false});
+  ASSERT_TRUE(e);
+  const int32_t V = e->n_vocab();
+  const auto pa = tokens(5, 80, V), pb = tokens(7, 81, V), pc = tokens(3, 82, V);
+  std::vector<float> solo_a, solo_b, solo_c;
+  {
+    auto s = e->new_session(kGreedy).value();
+    solo_a = s->prefill(pa).value();
+    s->reset();
+    solo_b = s->eval_all(pb).value();
+    s->reset();
+    solo_c = s->prefill(pc).value();
+  }
+  auto a = e->new_session(kGreedy).value(), b = e->new_session(kGreedy).value(), c = e->new_session(kGreedy).value();
+  std::vector<SequenceWork> work(3);
+  work[0].session = a.get(), work[0].tokens = pa;
+  work[1].session = b.get(), work[1].tokens = pb, work[1].logits_all = true;
+  work[2].session = c.get(), work[2].tokens = pc;
+  ASSERT_EQ(e->step(work).value(), 15);
+  EXPECT_TRUE(work[0].logits.empty());
+  EXPECT_TRUE(work[2].logits.empty());
+  ASSERT_EQ(work[1].logits.size(), 7 * size_t(V));
+  EXPECT_LT(rel_diff(a->last_logits(), solo_a), 1e-4);
+  EXPECT_LT(rel_diff(c->last_logits(), solo_c), 1e-4);
+  EXPECT_LT(rel_diff(work[1].logits, solo_b), 1e-4);
+  const std::vector<float> b_last(work[1].logits.end() - V, work[1].logits.end());
+  EXPECT_EQ(b->last_logits(), b_last);
+
+  // The next step replaces each session's row (a and c decode, b is left out).
+  const std::vector<float> before_b = b->last_logits(), before_a = a->last_logits();
+  std::vector<SequenceWork> next(2);
+  next[0].session = c.get(), next[0].tokens = {pa[0]};
+  next[1].session = a.get(), next[1].tokens = {pc[0]};
+  ASSERT_EQ(e->step(next).value(), 2);
+  EXPECT_EQ(b->last_logits(), before_b);
+  EXPECT_NE(a->last_logits(), before_a);
+  ASSERT_EQ(a->last_logits().size(), size_t(V));
+  ASSERT_EQ(c->last_logits().size(), size_t(V));
 }
 
 TEST(EngineErrors, BadTokenIdAndContextOverflowAreErrors) {
