@@ -100,13 +100,7 @@ Result bench_tg(Engine& engine, int32_t n_gen, int32_t batch, int reps, std::mt1
     }
     if (i > 0) {
       r.tps.push_back(double(n_gen) * batch / seconds_since(t0));
-      const StepPhases& p = engine.step_phases();
-      r.phases.steps += p.steps;
-      r.phases.prepare_s += p.prepare_s;
-      r.phases.forward_s += p.forward_s;
-      r.phases.logits_s += p.logits_s;
-      r.phases.sample_s += p.sample_s;
-      r.phases.commit_s += p.commit_s;
+      r.phases += engine.step_phases();
     }
   }
   return r;
@@ -117,11 +111,10 @@ void print_phases(const Result& r) {
   const StepPhases& p = r.phases;
   if (p.steps == 0) return;
   const double k = 1e3 / double(p.steps);
-  const double total = p.prepare_s + p.forward_s + p.logits_s + p.sample_s + p.commit_s;
   std::printf("%s, ms per step (%lld steps): prepare %.3f, forward %.3f, logits to host %.3f, sample %.3f, "
               "commit %.3f; total %.3f\n",
               r.test.c_str(), static_cast<long long>(p.steps), p.prepare_s * k, p.forward_s * k, p.logits_s * k,
-              p.sample_s * k, p.commit_s * k, total * k);
+              p.sample_s * k, p.commit_s * k, p.total_s() * k);
 }
 
 }  // namespace

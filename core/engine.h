@@ -83,6 +83,17 @@ struct StepPhases {
   double logits_s = 0;   // the logits rows to the host (without profile_steps: also the forward's tail)
   double sample_s = 0;   // draws for the items that asked for one
   double commit_s = 0;   // KV commit, session history, logits handed to sessions and items
+
+  double total_s() const { return prepare_s + forward_s + logits_s + sample_s + commit_s; }
+  StepPhases& operator+=(const StepPhases& o) {
+    steps += o.steps;
+    prepare_s += o.prepare_s;
+    forward_s += o.forward_s;
+    logits_s += o.logits_s;
+    sample_s += o.sample_s;
+    commit_s += o.commit_s;
+    return *this;
+  }
 };
 
 // Tokens to append to one session, and what the step loop reports back.
